@@ -1,0 +1,54 @@
+# amperity-async: set-up, generation and checks. Every target bootstraps what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+OVERLAYS := $(wildcard openapi/overlays/*.yaml)
+TEMPLATES := $(wildcard openapi/templates/*.jinja)
+PIPELINE := $(wildcard custom/specs/*.py)
+
+.PHONY: install spec generate update-spec check-upstream test typecheck demo bench clean
+
+install: $(VENV)/.installed
+
+# Pinned tooling first (the generator and what the spec pipeline imports), then the package.
+$(VENV)/.tools: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "openapi-python-client==0.29.1" "ruff==0.17.6" "python-jsonpath>=1.3" "PyYAML>=6" "attrs>=23.2"
+	touch $@
+
+openapi/upstream/.fetched: openapi/sources.lock.json | $(VENV)/.tools
+	$(PY) -m custom.specs fetch
+	touch $@
+
+openapi/amperity.json: openapi/upstream/.fetched $(OVERLAYS) $(PIPELINE)
+	$(PY) -m custom.specs normalize
+
+amperity_async/__init__.py: openapi/amperity.json generator-config.yaml $(TEMPLATES) $(PIPELINE)
+	$(PY) -m custom.specs generate
+
+$(VENV)/.installed: amperity_async/__init__.py pyproject.toml setup.py
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+## spec: download the pinned upstream documents (from $$AMPERITY_SPEC_MIRROR when set), verify, normalize
+spec: $(VENV)/.tools
+	$(PY) -m custom.specs fetch
+	touch openapi/upstream/.fetched
+	$(PY) -m custom.specs normalize
+
+## generate: regenerate amperity_async/ from openapi/amperity.json (strict, deterministic)
+generate: openapi/amperity.json
+	$(PY) -m custom.specs generate
+
+test: $(VENV)/.installed
+	$(BIN)/pytest -q
+
+typecheck: $(VENV)/.installed
+	$(BIN)/mypy
+
+clean:
+	rm -rf amperity_async openapi/upstream openapi/amperity.json .generate-staging

@@ -1,0 +1,3 @@
+"""The public names of the hand-written layer, re-exported by ``amperity_async``."""
+
+__all__: list[str] = []
