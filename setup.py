@@ -2,7 +2,9 @@
 
 from setuptools import find_packages, setup
 
-generated = find_packages(include=["amperity_async", "amperity_async.*"])
+generated = [
+    p for p in find_packages(include=["amperity_async", "amperity_async.*"]) if not p.startswith("amperity_async.custom")
+]
 hand_written = ["amperity_async.custom"] + [f"amperity_async.custom.{p}" for p in find_packages("custom")]
 
 setup(

@@ -165,6 +165,9 @@ def generate(project: Path, *, out: Path | None = None) -> str:
         if fmt.returncode != 0:
             raise GenerateError(f"ruff could not format _operations.py:\n{fmt.stdout}{fmt.stderr}")
         digest = tree_hash(staging)
+        # The hand-written layer appears inside the package for tools that only follow the source
+        # tree (type checkers); installs map amperity_async.custom to custom/ in setup.py.
+        (staging / "custom").symlink_to(Path("..") / "custom", target_is_directory=True)
         copy_tree_atomically(staging, out or project / PACKAGE)
         return digest
     finally:

@@ -177,7 +177,7 @@ def copy_tree_atomically(src: Path, dest: Path) -> None:
     old = dest.with_name(f".{dest.name}.old")
     shutil.rmtree(staging, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
-    shutil.copytree(src, staging)
+    shutil.copytree(src, staging, symlinks=True)
     if dest.exists():
         os.replace(dest, old)
     os.replace(staging, dest)

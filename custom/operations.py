@@ -1,0 +1,127 @@
+"""What the client layer knows about each operation, read from the generated operation index.
+
+Nothing here names an endpoint: the index is built from the normalized spec at generation time,
+so a new spec version brings its operations along without edits to this module.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from types import ModuleType
+from typing import Any
+
+import attrs
+
+from amperity_async._operations import API_VERSIONS, OPERATIONS
+
+CONTROL_PLANE = "control-plane"
+PROFILE = "profile"
+
+
+@attrs.frozen
+class OperationInfo:
+    operation_id: str
+    module: str
+    method: str
+    path: str
+    api: str
+    stability: str
+    paginated: bool
+    item_schema: str | None
+    query: tuple[str, ...]
+    required_query: tuple[str, ...]
+    path_params: tuple[str, ...]
+    time_windows: tuple[tuple[str, str], ...]
+    path_regex: re.Pattern[str] = attrs.field(eq=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The generated module's name, e.g. ``list_segment``; what users and the CLI call it."""
+        return self.module.rsplit(".", 1)[-1]
+
+    @property
+    def unstable_only(self) -> bool:
+        return self.stability != "stable"
+
+    @property
+    def idempotent(self) -> bool:
+        return self.method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+
+    def load_module(self) -> ModuleType:
+        __import__(self.module)
+        return sys.modules[self.module]
+
+
+def _path_regex(template: str) -> re.Pattern[str]:
+    pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+    return re.compile(f"^{pattern}/?$")
+
+
+def _build(op_id: str, raw: Mapping[str, Any]) -> OperationInfo:
+    return OperationInfo(
+        operation_id=op_id,
+        module=raw["module"],
+        method=raw["method"],
+        path=raw["path"],
+        api=raw["api"],
+        stability=raw["stability"],
+        paginated=raw["paginated"],
+        item_schema=raw["item_schema"],
+        query=tuple(raw["query"]),
+        required_query=tuple(raw["required_query"]),
+        path_params=tuple(raw["path_params"]),
+        time_windows=tuple((a, b) for a, b in raw["time_windows"]),
+        path_regex=_path_regex(raw["path"]),
+    )
+
+
+class OperationRegistry:
+    """Every operation of the normalized spec, findable by id, module, function or request."""
+
+    def __init__(self, operations: Mapping[str, Mapping[str, Any]], api_versions: Mapping[str, Any]) -> None:
+        self._by_id = {op_id: _build(op_id, raw) for op_id, raw in operations.items()}
+        self._by_module = {op.module: op for op in self._by_id.values()}
+        self._by_name = {op.name: op for op in self._by_id.values()}
+        self.api_versions = {api: dict(v) for api, v in api_versions.items()}
+        # Literal paths before templated ones, so /workflow/runs never matches /workflow/{x}.
+        self._routes = sorted(self._by_id.values(), key=lambda op: (op.path.count("{"), -len(op.path)))
+
+    def __iter__(self) -> Iterator[OperationInfo]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, key: str) -> OperationInfo | None:
+        """By operationId (``list-segment``), module name (``list_segment``) or dotted module path."""
+        return self._by_id.get(key) or self._by_name.get(key) or self._by_module.get(key)
+
+    def for_operation(self, operation: ModuleType | Callable[..., Any]) -> OperationInfo:
+        """The operation of a generated module or of one of its functions."""
+        module = operation.__name__ if isinstance(operation, ModuleType) else getattr(operation, "__module__", "")
+        info = self._by_module.get(module)
+        if info is None:
+            raise TypeError(
+                f"{operation!r} is not a generated operation of amperity_async.api "
+                f"(pass a module such as amperity_async.api.segments.list_segment or its asyncio_detailed)"
+            )
+        return info
+
+    def match(self, method: str, path: str) -> OperationInfo | None:
+        """The operation a request is for; ``path`` is relative to the API base URL."""
+        method = method.upper()
+        for op in self._routes:
+            if op.method == method and op.path_regex.match(path):
+                return op
+        return None
+
+    def default_version(self, api: str) -> str:
+        return str(self.api_versions[api]["default_version"])
+
+    def list_operations(self) -> list[OperationInfo]:
+        return [op for op in self._by_id.values() if op.paginated]
+
+
+REGISTRY = OperationRegistry(OPERATIONS, API_VERSIONS)

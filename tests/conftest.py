@@ -1,0 +1,7 @@
+import pytest
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Backend-neutral code runs on both; tests that need asyncio (aiohttp) override this."""
+    return str(request.param)

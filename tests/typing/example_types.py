@@ -1,0 +1,2 @@
+from amperity_async.custom.operations import REGISTRY
+reveal_type(REGISTRY)
