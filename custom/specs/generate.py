@@ -3,7 +3,8 @@
 The package is generated into a staging folder and only replaces ``amperity_async/`` when the
 generator printed no warning, so a failed run leaves the previous build in place. Beside the
 generator's output, ``_operations.py`` indexes every operation's metadata from the normalized spec
-(API, stability, pagination, time windows) for the hand-written layer.
+(API, stability, pagination, time windows) for the hand-written layer, and ``openapi.json`` is the
+normalized spec itself.
 """
 
 from __future__ import annotations
@@ -154,6 +155,9 @@ def generate(project: Path, *, out: Path | None = None) -> str:
         document = json.loads(spec.read_text(encoding="utf-8"))
         (staging / "_operations.py").write_text(render_operations_module(document), encoding="utf-8")
         (staging / "py.typed").write_text("", encoding="utf-8")
+        # The normalized spec travels with the package: the fake tenant serves it and the client
+        # validates responses against its schemas.
+        shutil.copyfile(spec, staging / "openapi.json")
         fmt = subprocess.run(
             [os.path.join(bindir, "ruff"), "format", "--quiet", "_operations.py"],
             cwd=staging,
