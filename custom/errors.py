@@ -171,6 +171,20 @@ class TokenEndpointError(TokenError):
         super().__init__(f"token endpoint {token_url}{status}: {_truncate(detail, 200)}")
 
 
+class TokenEndpointUnavailableError(TokenEndpointError):
+    """The token endpoint was unreachable or answered 429/5xx: worth another try after a pause.
+
+    Raised (after its retries) by the built-in token sources; a custom token source may raise it too
+    to have its failures retried with backoff.
+    """
+
+    def __init__(
+        self, token_url: str, status_code: int | None, detail: str, *, retry_after: float | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(token_url, status_code, detail)
+
+
 class TokenExpiredError(TokenError):
     """A fixed token has expired; a new one is needed (no request is sent with it)."""
 
