@@ -44,6 +44,14 @@ spec: $(VENV)/.tools
 generate: openapi/amperity.json
 	$(PY) -m custom.specs generate
 
+## update-spec: accept what upstream (or the mirror) serves now: re-pin, regenerate, print what changed
+update-spec: $(VENV)/.tools
+	$(PY) -m custom.specs update
+
+## check-upstream: compare the pins with upstream and the changelog; exit 0 only when nothing changed
+check-upstream: $(VENV)/.tools
+	$(PY) -m custom.specs check-upstream
+
 test: $(VENV)/.installed
 	$(BIN)/pytest -q
 
@@ -51,4 +59,4 @@ typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
 clean:
-	rm -rf amperity_async openapi/upstream openapi/amperity.json .generate-staging
+	rm -rf amperity_async openapi/upstream openapi/amperity.json .generate-staging*

@@ -3,6 +3,9 @@
 fetch      download the pinned documents (from $AMPERITY_SPEC_MIRROR when set) and verify them
 normalize  apply the overlays and merge into openapi/amperity.json
 generate   run the generator on openapi/amperity.json into amperity_async/
+check-upstream  compare the pins with what upstream (or the mirror) serves now and with the
+           changelog's version headings; exit 0 only when nothing changed
+update     accept what upstream serves now: re-pin, re-normalize, regenerate, print what changed
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .generate import GenerateError, generate
-from .normalize import NormalizeError, normalize, write_json
+from .normalize import NormalizeError, normalize, unmatched_repairs, write_json
 from .overlay import OverlayError
 from .sources import MIRROR_ENV, Lock, SpecSourceError, fetch_all, verify_present
+from .upstream import run_check, run_update
 
 
 def _project() -> Path:
@@ -37,38 +41,58 @@ def cmd_normalize(project: Path) -> None:
     verify_present(lock, upstream)
     document, reports = normalize(lock, upstream)
     write_json(project / "openapi" / "amperity.json", document)
-    # An overlay shared by several documents may match nothing in one of them; a repair is only
-    # suspicious when it matched nothing anywhere (the defect may have been fixed upstream).
-    matched: dict[tuple[str, int], int] = {}
-    for report in reports:
-        matched[(report.overlay, report.index)] = matched.get((report.overlay, report.index), 0) + report.matched
-    for report in reports:
-        if matched.pop((report.overlay, report.index), 1) == 0:
-            print(f"note: {report.overlay} action {report.index} matched nothing ({report.target}); "
-                  f"fixed upstream? review the overlay")
+    for report in unmatched_repairs(reports):
+        print(
+            f"note: {report.overlay} action {report.index} matched nothing ({report.target}); "
+            f"fixed upstream? review the overlay"
+        )
     paths = sum(1 for item in document["paths"].values() for k in item if k != "parameters")
-    print(f"wrote openapi/amperity.json: {paths} operations, {len(document['components']['schemas'])} schemas")
+    print(
+        f"wrote openapi/amperity.json: {paths} operations, {len(document['components']['schemas'])} schemas"
+    )
 
 
-def cmd_generate(project: Path) -> None:
+def cmd_generate(project: Path) -> int:
     digest = generate(project)
     print(f"generated amperity_async/ (tree sha256 {digest})")
+    return 0
 
 
-COMMANDS = {"fetch": cmd_fetch, "normalize": cmd_normalize, "generate": cmd_generate}
+def cmd_check_upstream(project: Path) -> int:
+    lock = Lock.load(project / "openapi" / "sources.lock.json")
+    return run_check(lock, os.environ.get(MIRROR_ENV) or None, sys.stdout)
+
+
+def cmd_update(project: Path) -> int:
+    try:
+        return run_update(project, os.environ.get(MIRROR_ENV) or None, sys.stdout)
+    except (SpecSourceError, OverlayError, NormalizeError, GenerateError) as exc:
+        raise type(exc)(f"{exc}\nupdate abandoned: the pins and the previous build are unchanged") from exc
+
+
+COMMANDS: dict[str, Callable[[Path], int | None]] = {
+    "fetch": cmd_fetch,
+    "normalize": cmd_normalize,
+    "generate": cmd_generate,
+    "check-upstream": cmd_check_upstream,
+    "update": cmd_update,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m custom.specs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m custom.specs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=sorted(COMMANDS))
     args = parser.parse_args(argv)
     try:
-        COMMANDS[args.command](_project())
+        status = COMMANDS[args.command](_project())
     except (SpecSourceError, OverlayError, NormalizeError, GenerateError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,7 @@ def operation_index(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "stability": operation.get("x-amperity-stability", "stable"),
                 "paginated": paginated,
                 "item_schema": item_schema,
+                "response_schema": page_schema.get("$ref", "").rsplit("/", 1)[-1] or None,
                 "query": query,
                 "required_query": [p["name"] for p in params if p.get("in") == "query" and p.get("required")],
                 "path_params": [p["name"] for p in params if p.get("in") == "path"],
@@ -111,14 +113,17 @@ def tree_hash(root: Path) -> str:
     return digest.hexdigest()
 
 
-def generate(project: Path, *, out: Path | None = None) -> str:
-    """Generate ``amperity_async/`` (or ``out``) from ``openapi/amperity.json``; return its tree hash."""
-    spec = project / "openapi" / "amperity.json"
+def generate(project: Path, *, out: Path | None = None, spec: Path | None = None) -> str:
+    """Generate ``amperity_async/`` (or ``out``) from ``openapi/amperity.json`` (or ``spec``).
+
+    Returns the tree hash of the generated package. Each run stages in its own folder, so runs
+    into different ``out`` folders (tests, ``make update-spec``) do not disturb one another.
+    """
+    project = project.resolve()
+    spec = (spec or project / "openapi" / "amperity.json").resolve()
     if not spec.exists():
         raise GenerateError(f"{spec} is missing: run 'make spec' first")
-    staging_root = project / ".generate-staging"
-    shutil.rmtree(staging_root, ignore_errors=True)
-    staging_root.mkdir()
+    staging_root = Path(tempfile.mkdtemp(prefix=".generate-staging-", dir=project))
     staging = staging_root / PACKAGE
     bindir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
@@ -172,7 +177,9 @@ def generate(project: Path, *, out: Path | None = None) -> str:
         # The hand-written layer appears inside the package for tools that only follow the source
         # tree (type checkers); installs map amperity_async.custom to custom/ in setup.py.
         (staging / "custom").symlink_to(Path("..") / "custom", target_is_directory=True)
-        copy_tree_atomically(staging, out or project / PACKAGE)
+        destination = out or project / PACKAGE
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        copy_tree_atomically(staging, destination)
         return digest
     finally:
         shutil.rmtree(staging_root, ignore_errors=True)

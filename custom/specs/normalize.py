@@ -41,12 +41,12 @@ def operations(document: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]
     return found
 
 
-def _shape(node: Any) -> Any:
+def without_prose(node: Any) -> Any:
     """A node without its prose, for telling real conflicts from differently worded docs."""
     if isinstance(node, dict):
-        return {k: _shape(v) for k, v in node.items() if k not in _DOC_KEYS}
+        return {k: without_prose(v) for k, v in node.items() if k not in _DOC_KEYS}
     if isinstance(node, list):
-        return [_shape(v) for v in node]
+        return [without_prose(v) for v in node]
     return node
 
 
@@ -59,15 +59,11 @@ def normalize(lock: Lock, upstream_dir: Path) -> tuple[dict[str, Any], list[Acti
             document = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise NormalizeError(f"cannot read {path}: {exc} (run 'make spec')") from exc
-        for report in repair(document, doc, lock):
-            reports.append(report)
+        reports.extend(repair(document, doc, lock))
         repaired.append((doc, document))
 
     stable_ops = {
-        (doc.api, key)
-        for doc, document in repaired
-        if doc.role == "stable"
-        for key in operations(document)
+        (doc.api, key) for doc, document in repaired if doc.role == "stable" for key in operations(document)
     }
     merged: dict[str, Any] = {
         "openapi": "3.0.3",
@@ -121,7 +117,7 @@ def _merge_document(
         for name, value in entries.items():
             if name not in target:
                 target[name] = copy.deepcopy(value)
-            elif _shape(target[name]) != _shape(value) and doc.role == "stable":
+            elif without_prose(target[name]) != without_prose(value) and doc.role == "stable":
                 raise NormalizeError(
                     f"{doc.file}: components/{section}/{name} differs from the one already merged; "
                     f"rename it in {doc.file}'s overlay"
@@ -131,6 +127,21 @@ def _merge_document(
         if tag.get("name") not in known_tags:
             merged["tags"].append(copy.deepcopy(tag))
             known_tags.add(tag.get("name"))
+
+
+def unmatched_repairs(reports: list[ActionReport]) -> list[ActionReport]:
+    """Overlay actions that matched nothing in any document (the defect may be fixed upstream).
+
+    An overlay shared by several documents may match nothing in one of them; only an action that
+    matched nowhere deserves a review.
+    """
+    matched: dict[tuple[str, int], int] = {}
+    first: dict[tuple[str, int], ActionReport] = {}
+    for report in reports:
+        key = (report.overlay, report.index)
+        matched[key] = matched.get(key, 0) + report.matched
+        first.setdefault(key, report)
+    return [first[key] for key, count in matched.items() if count == 0]
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

@@ -115,7 +115,9 @@ def _merge_into(target: Any, update: Any, where: str) -> None:
 
 def _remove_all(document: dict[str, Any], locations: list[tuple[Any, ...]]) -> None:
     # Deepest and highest array index first, so earlier removals do not shift later locations.
-    for parts in sorted(locations, key=lambda p: (len(p), p[-1] if p and isinstance(p[-1], int) else -1), reverse=True):
+    for parts in sorted(
+        locations, key=lambda p: (len(p), p[-1] if p and isinstance(p[-1], int) else -1), reverse=True
+    ):
         if not parts:
             raise OverlayError("an overlay cannot remove the whole document")
         parent: Any = document
