@@ -30,6 +30,7 @@ class OperationInfo:
     stability: str
     paginated: bool
     item_schema: str | None
+    response_schema: str | None
     query: tuple[str, ...]
     required_query: tuple[str, ...]
     path_params: tuple[str, ...]
@@ -69,6 +70,7 @@ def _build(op_id: str, raw: Mapping[str, Any]) -> OperationInfo:
         stability=raw["stability"],
         paginated=raw["paginated"],
         item_schema=raw["item_schema"],
+        response_schema=raw.get("response_schema"),
         query=tuple(raw["query"]),
         required_query=tuple(raw["required_query"]),
         path_params=tuple(raw["path_params"]),
