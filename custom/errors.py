@@ -189,6 +189,18 @@ class TokenExpiredError(TokenError):
     """A fixed token has expired; a new one is needed (no request is sent with it)."""
 
 
+class RateLimiterUnavailableError(AmperityError):
+    """The shared rate budget's store (Redis) did not answer in time. The URL shown carries no password."""
+
+    def __init__(self, url: str, detail: str) -> None:
+        self.url, self.detail = url, detail
+        super().__init__(f"rate limit store {url} unavailable: {detail}")
+
+
+class RateLimiterFallbackWarning(RuntimeWarning):
+    """The shared rate budget is unreachable; this process limits itself locally until it returns."""
+
+
 class AmperityDeprecationWarning(DeprecationWarning):
     """An operation answered with Deprecation/Sunset headers: it will stop working."""
 
