@@ -1,3 +1,25 @@
 """The public names of the hand-written layer, re-exported by ``amperity_async``."""
 
-__all__: list[str] = []
+from .auth import (
+    AmperityAuth,
+    ClientCredentials,
+    IssuerToken,
+    Secret,
+    StaticToken,
+    Token,
+    TokenEndpointContext,
+    TokenRefresher,
+    TokenSource,
+)
+
+__all__: list[str] = [
+    "AmperityAuth",
+    "ClientCredentials",
+    "IssuerToken",
+    "Secret",
+    "StaticToken",
+    "Token",
+    "TokenEndpointContext",
+    "TokenRefresher",
+    "TokenSource",
+]
