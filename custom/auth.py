@@ -164,7 +164,9 @@ def _checked_url(url: str, what: str) -> str:
     except (httpx.InvalidURL, TypeError) as exc:
         raise ConfigurationError(f"{what} {url!r} is not a valid URL: {exc}") from None
     if parsed.userinfo:
-        raise ConfigurationError(f"{what} must not carry credentials in the URL; pass them to the token source")
+        raise ConfigurationError(
+            f"{what} must not carry credentials in the URL; pass them to the token source"
+        )
     if parsed.scheme == "https" or (parsed.scheme == "http" and _is_loopback(parsed.host)):
         return url
     raise ConfigurationError(
@@ -217,9 +219,16 @@ def _expires_in_seconds(value: object, token_url: str) -> float:
             value = float(value)
         except ValueError:
             pass
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise TokenEndpointError(
-            token_url, None, f"token response field 'expires_in' must be a positive number of seconds, got {value!r}"
+            token_url,
+            None,
+            f"token response field 'expires_in' must be a positive number of seconds, got {value!r}",
         )
     return float(value)
 
@@ -264,7 +273,9 @@ class _BuiltinTokenSource:
             detail = _scrub(f"{type(exc).__name__}: {exc}", secrets)
             raise TokenEndpointUnavailableError(token_url, None, detail) from None
         except httpx.HTTPError as exc:
-            raise TokenEndpointError(token_url, None, _scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
+            raise TokenEndpointError(
+                token_url, None, _scrub(f"{type(exc).__name__}: {exc}", secrets)
+            ) from None
         if response.is_success:
             return response
         detail = _scrub(_error_detail(response), secrets)
@@ -294,7 +305,9 @@ class StaticToken(_BuiltinTokenSource):
         if not value:
             raise ConfigurationError("StaticToken was given an empty token")
         if any(char.isspace() for char in value):
-            raise ConfigurationError("StaticToken was given a token containing whitespace; pass the token alone")
+            raise ConfigurationError(
+                "StaticToken was given a token containing whitespace; pass the token alone"
+            )
         self._token = Token(Secret(value), jwt_expiry(value))
         self._clock = clock
 
@@ -364,11 +377,15 @@ class ClientCredentials(_BuiltinTokenSource):
             body: Any = response.json()
         except ValueError:
             raise TokenEndpointError(
-                token_url, response.status_code, "token response is not JSON (expected an object with access_token)"
+                token_url,
+                response.status_code,
+                "token response is not JSON (expected an object with access_token)",
             ) from None
         if not isinstance(body, dict):
             raise TokenEndpointError(
-                token_url, response.status_code, f"token response is a JSON {type(body).__name__}, not an object"
+                token_url,
+                response.status_code,
+                f"token response is a JSON {type(body).__name__}, not an object",
             )
         access_token = body.get("access_token")
         if not isinstance(access_token, str) or not access_token.strip():
@@ -378,7 +395,9 @@ class ClientCredentials(_BuiltinTokenSource):
         token_type = body.get("token_type")
         if token_type is not None and str(token_type).lower() != "bearer":
             raise TokenEndpointError(
-                token_url, response.status_code, f"token_type {token_type!r} is not supported (expected 'Bearer')"
+                token_url,
+                response.status_code,
+                f"token_type {token_type!r} is not supported (expected 'Bearer')",
             )
         access_token = access_token.strip()
         if body.get("expires_in") is not None:
@@ -420,7 +439,9 @@ class IssuerToken(_BuiltinTokenSource):
         if not isinstance(issuer_token, str) or not issuer_token.strip():
             raise ConfigurationError("IssuerToken needs a non-empty issuer_token")
         if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or not lifetime > 0:
-            raise ConfigurationError(f"IssuerToken lifetime must be a positive number of seconds, got {lifetime!r}")
+            raise ConfigurationError(
+                f"IssuerToken lifetime must be a positive number of seconds, got {lifetime!r}"
+            )
         self.api_key_id = api_key_id.strip()
         self._issuer_token = Secret(issuer_token.strip())
         self.lifetime = float(lifetime)
@@ -506,7 +527,9 @@ def _parse_expires_at(value: object, token_url: str) -> float:
             # A time without a zone is read as UTC, the zone the request's expires-at uses.
             return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
     raise TokenEndpointError(
-        token_url, None, f"token response field 'expires_at' is neither an ISO-8601 date-time nor epoch seconds: {value!r}"
+        token_url,
+        None,
+        f"token response field 'expires_at' is neither an ISO-8601 date-time nor epoch seconds: {value!r}",
     )
 
 
@@ -659,7 +682,10 @@ class TokenRefresher:
                 delay = self._backoff_delay(attempt, exc.retry_after)
                 logger.warning(
                     "token request failed (attempt %d of %d): %s; retrying in %.2f s",
-                    attempt, self._max_attempts, exc, delay,
+                    attempt,
+                    self._max_attempts,
+                    exc,
+                    delay,
                 )
                 await self._sleep(delay)
                 attempt += 1
@@ -735,12 +761,14 @@ class AmperityAuth(httpx.Auth):
         if renewed == token:
             logger.warning(
                 "%s %s was refused with 401 and the token source has no other token",
-                request.method, request.url.copy_with(query=None),
+                request.method,
+                request.url.copy_with(query=None),
             )
             return
         logger.info(
             "%s %s was refused with 401; replaying it once with a renewed token",
-            request.method, request.url.copy_with(query=None),
+            request.method,
+            request.url.copy_with(query=None),
         )
         _authorize(request, renewed)
         yield request
