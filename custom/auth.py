@@ -10,6 +10,7 @@ record or exception message built by this module contains them.
 
 from __future__ import annotations
 
+import abc
 import base64
 import binascii
 import email.utils
@@ -233,14 +234,25 @@ def _expires_in_seconds(value: object, token_url: str) -> float:
     return float(value)
 
 
-class _BuiltinTokenSource:
-    """The token sources shipped here: they may use the token endpoint context the client provides."""
+class _BuiltinTokenSource(abc.ABC):
+    """The token sources shipped here: they may use the token endpoint context the client provides.
+
+    Their wall clock is the one given to them, else the ``TokenRefresher``'s (so that one clock,
+    injected once, governs the whole auth layer), else ``time.time``.
+    """
 
     #: Whether ``fetch`` calls a token endpoint (and so needs a ``TokenEndpointContext``).
     needs_endpoint: bool = True
 
+    def __init__(self, clock: Clock | None) -> None:
+        self._clock = clock
+
     async def fetch(self, context: TokenEndpointContext | None = None) -> Token:
-        raise NotImplementedError
+        return await self._fetch(context, self._clock or time.time)
+
+    @abc.abstractmethod
+    async def _fetch(self, context: TokenEndpointContext | None, clock: Clock) -> Token:
+        """A fresh token, reading the time from ``clock``."""
 
     def _require_context(self, context: TokenEndpointContext | None) -> TokenEndpointContext:
         if context is None:
@@ -296,7 +308,8 @@ class StaticToken(_BuiltinTokenSource):
 
     needs_endpoint = False
 
-    def __init__(self, token: str, *, clock: Clock = time.time) -> None:
+    def __init__(self, token: str, *, clock: Clock | None = None) -> None:
+        super().__init__(clock)
         if not isinstance(token, str):
             raise ConfigurationError(f"StaticToken takes the token as a str, not {type(token).__name__}")
         value = token.strip()
@@ -309,17 +322,16 @@ class StaticToken(_BuiltinTokenSource):
                 "StaticToken was given a token containing whitespace; pass the token alone"
             )
         self._token = Token(Secret(value), jwt_expiry(value))
-        self._clock = clock
 
     @property
     def expires_at(self) -> float | None:
         """The token's ``exp`` (epoch seconds), or ``None`` when it is not a JWT with an ``exp``."""
         return self._token.expires_at
 
-    async def fetch(self, context: TokenEndpointContext | None = None) -> Token:
+    async def _fetch(self, context: TokenEndpointContext | None, clock: Clock) -> Token:
         expires_at = self._token.expires_at
         if expires_at is not None:
-            now = self._clock()
+            now = clock()
             if now >= expires_at:
                 raise TokenExpiredError(
                     f"the static access token expired at {_iso(expires_at)} ({now - expires_at:.0f} s ago); "
@@ -341,8 +353,14 @@ class ClientCredentials(_BuiltinTokenSource):
     """
 
     def __init__(
-        self, client_id: str, client_secret: str, *, token_url: str | None = None, clock: Clock = time.time
+        self,
+        client_id: str,
+        client_secret: str,
+        *,
+        token_url: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        super().__init__(clock)
         if not isinstance(client_id, str) or not client_id.strip():
             raise ConfigurationError("ClientCredentials needs a non-empty client_id")
         if not isinstance(client_secret, str) or not client_secret:
@@ -350,22 +368,21 @@ class ClientCredentials(_BuiltinTokenSource):
         self.client_id = client_id.strip()
         self._client_secret = Secret(client_secret)
         self.token_url = None if token_url is None else _checked_url(token_url, "token_url")
-        self._clock = clock
 
     def url_for(self, context: TokenEndpointContext) -> str:
         if self.token_url is not None:
             return self.token_url
         return _checked_url(context.base_url.rstrip("/") + "/v0/oauth2/token", "base_url")
 
-    async def fetch(self, context: TokenEndpointContext | None = None) -> Token:
+    async def _fetch(self, context: TokenEndpointContext | None, clock: Clock) -> Token:
         context = self._require_context(context)
         token_url = self.url_for(context)
-        requested_at = self._clock()
+        requested_at = clock()
         response = await self._post(
             context,
             token_url,
             [self._client_secret],
-            self._clock,
+            clock,
             data={
                 "grant_type": "client_credentials",
                 "client_id": self.client_id,
@@ -432,8 +449,14 @@ class IssuerToken(_BuiltinTokenSource):
     """
 
     def __init__(
-        self, api_key_id: str, issuer_token: str, *, lifetime: float = 3600.0, clock: Clock = time.time
+        self,
+        api_key_id: str,
+        issuer_token: str,
+        *,
+        lifetime: float = 3600.0,
+        clock: Clock | None = None,
     ) -> None:
+        super().__init__(clock)
         if not isinstance(api_key_id, str) or not api_key_id.strip():
             raise ConfigurationError("IssuerToken needs a non-empty api_key_id")
         if not isinstance(issuer_token, str) or not issuer_token.strip():
@@ -445,22 +468,21 @@ class IssuerToken(_BuiltinTokenSource):
         self.api_key_id = api_key_id.strip()
         self._issuer_token = Secret(issuer_token.strip())
         self.lifetime = float(lifetime)
-        self._clock = clock
 
     def url_for(self, context: TokenEndpointContext) -> str:
         key = urllib.parse.quote(self.api_key_id, safe="")
         return _checked_url(f"{context.base_url.rstrip('/')}/v0/admin/api-keys/{key}/tokens", "base_url")
 
-    async def fetch(self, context: TokenEndpointContext | None = None) -> Token:
+    async def _fetch(self, context: TokenEndpointContext | None, clock: Clock) -> Token:
         context = self._require_context(context)
         token_url = self.url_for(context)
-        requested_at = self._clock()
+        requested_at = clock()
         requested_expiry = requested_at + self.lifetime
         response = await self._post(
             context,
             token_url,
             [self._issuer_token],
-            self._clock,
+            clock,
             json={"expires-at": _iso(requested_expiry)},
             headers={
                 "Authorization": f"Bearer {self._issuer_token.get_secret_value()}",
@@ -627,7 +649,12 @@ class TokenRefresher:
                     return fetched
                 continue
             token = self._token
-            if rejected is not None and token is not None and token != rejected and self._is_fresh():
+            if (
+                token is not None
+                and rejected is not None
+                and token.access_token != rejected.access_token
+                and self._is_fresh()
+            ):
                 return token
             return await self._fly()
 
@@ -697,7 +724,7 @@ class TokenRefresher:
     async def _fetch_once(self) -> Token:
         source = self._source
         if isinstance(source, _BuiltinTokenSource):
-            return await source.fetch(self._context)
+            return await source._fetch(self._context, source._clock or self._clock)
         return await source.fetch()
 
     def _check_usable(self, token: object) -> None:
@@ -758,7 +785,7 @@ class AmperityAuth(httpx.Auth):
         if response.status_code != 401:
             return
         renewed = await self.refresher.refresh(token)
-        if renewed == token:
+        if renewed.access_token == token.access_token:
             logger.warning(
                 "%s %s was refused with 401 and the token source has no other token",
                 request.method,

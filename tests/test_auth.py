@@ -900,3 +900,45 @@ async def test_no_log_record_or_error_contains_a_secret(caplog: pytest.LogCaptur
     for text in records + messages:
         for secret in (CLIENT_SECRET, ISSUER_SECRET, first, second):
             assert secret not in text
+
+
+# --- One clock for the whole auth layer ---------------------------------------------------------
+
+
+async def test_built_in_sources_read_the_refreshers_clock_unless_given_their_own() -> None:
+    clock = FakeClock()
+    router = respx.Router()
+    router.post(OAUTH_URL).mock(return_value=oauth_response("tok-1", 600))
+    refresher = TokenRefresher(
+        ClientCredentials("c", CLIENT_SECRET), context=endpoint_context(router), clock=clock
+    )
+    assert (await refresher.get()).expires_at == T0 + 600
+
+    static = TokenRefresher(StaticToken(make_jwt(T0 + 10)), clock=clock)
+    assert (await static.get()).expires_at == T0 + 10
+    clock.now = T0 + 10
+    with pytest.raises(TokenExpiredError):
+        await static.get()
+
+    own_clock = FakeClock(T0 + 5000)
+    mixed = TokenRefresher(
+        ClientCredentials("c", CLIENT_SECRET, clock=own_clock), context=endpoint_context(router), clock=clock
+    )
+    assert (await mixed.get()).expires_at == T0 + 5600
+
+
+async def test_a_renewal_that_returns_the_same_access_token_is_not_replayed() -> None:
+    clock = FakeClock()
+    router = respx.Router()
+    token_route = router.post(OAUTH_URL).mock(return_value=oauth_response("same-token", 3600))
+    api_route = router.get(API_URL).mock(return_value=httpx.Response(401))
+    refresher = TokenRefresher(
+        ClientCredentials("c", CLIENT_SECRET), context=endpoint_context(router), clock=clock
+    )
+    async with client_with(router, refresher) as client:
+        first = await client.get(API_URL)
+        clock.now = T0 + 100  # the endpoint hands out the same token with a later expiry
+        second = await client.get(API_URL)
+    assert first.status_code == second.status_code == 401
+    assert api_route.call_count == 2  # one per call: no replay with the token just refused
+    assert token_route.call_count == 3  # the first token, then one renewal per 401
