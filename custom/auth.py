@@ -572,7 +572,10 @@ class TokenRefresher:
     are kept until ``refresh()`` is called after a 401. Whatever the number of tasks asking at once,
     one request is made and all of them get its token, or its error. Failures the source marks as
     retryable (``TokenEndpointUnavailableError``) are retried up to ``max_attempts`` in all, with
-    exponential backoff and full jitter.
+    exponential backoff and full jitter (``backoff_base * 2**(attempt - 1)`` at most, capped; a
+    ``Retry-After`` from the endpoint wins). ``clock`` is the wall clock that expiries are measured
+    with, also lent to the built-in sources that were not given one; ``sleep`` and ``rng`` make the
+    backoff deterministic in tests. ``fetch_count`` counts token requests (each attempt is one).
     """
 
     def __init__(
