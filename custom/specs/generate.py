@@ -125,8 +125,13 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
         raise GenerateError(f"{spec} is missing: run 'make spec' first")
     staging_root = Path(tempfile.mkdtemp(prefix=".generate-staging-", dir=project))
     staging = staging_root / PACKAGE
+    # ruff (the generator's post hooks) reads its settings from the nearest pyproject.toml: the
+    # project's, wherever the staging folder is.
+    if (project / "pyproject.toml").is_file():
+        shutil.copyfile(project / "pyproject.toml", staging_root / "pyproject.toml")
     bindir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    # No ruff cache: it would land inside the package, named after the (unique) staging path.
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "RUFF_NO_CACHE": "true"}
     try:
         result = subprocess.run(
             [
