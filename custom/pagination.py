@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
+import anyio.abc
 import attrs
 
 from .errors import AmperityError, PaginationError, ResponseValidationError
@@ -67,10 +68,6 @@ class Page(Generic[T]):
 FetchPage = Callable[[str | None], Awaitable[Page[T]]]
 
 
-class Spawner(Protocol):
-    def start_soon(self, func: Callable[[], Awaitable[Any]], /) -> None: ...
-
-
 @attrs.define(eq=False)
 class _Prefetch(Generic[T]):
     """A page being fetched ahead; deliberately holds no reference to its iterator."""
@@ -114,7 +111,7 @@ class PageIterator(Generic[T]):
         *,
         start_token: str | None = None,
         max_pages: int | None = None,
-        spawner: Spawner | None = None,
+        spawner: anyio.abc.TaskGroup | None = None,
     ) -> None:
         if start_token is not None and not start_token:
             raise ValueError("start_token must be a cursor from a previous page, not an empty string")
@@ -184,7 +181,7 @@ class PageIterator(Generic[T]):
         ahead: _Prefetch[T] = _Prefetch()
         self._ahead = ahead
         fetch = self._fetch
-        self._spawner.start_soon(lambda: ahead.run(fetch, token))
+        self._spawner.start_soon(ahead.run, fetch, token)
         # A loop left with `break` drops the iterator without closing it: cancel the fetch then.
         if self._finalizer is not None:
             self._finalizer.detach()

@@ -1,5 +1,28 @@
 """The public names of the hand-written layer, re-exported by ``amperity_async``."""
 
+from .client import AmperityClient
+from .errors import (
+    AmperityDeprecationWarning,
+    AmperityError,
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    InternalServerError,
+    NotFoundError,
+    PaginationError,
+    PermissionDeniedError,
+    RateLimitError,
+    ResponseValidationError,
+    TokenEndpointError,
+    TokenError,
+    TokenExpiredError,
+    UnstableOperationError,
+)
+from .pagination import ItemIterator, Page, PageIterator
 from .auth import (
     AmperityAuth,
     ClientCredentials,
@@ -13,6 +36,29 @@ from .auth import (
 )
 
 __all__: list[str] = [
+    "AmperityClient",
+    "AmperityDeprecationWarning",
+    "AmperityError",
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "PaginationError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "TokenEndpointError",
+    "TokenError",
+    "TokenExpiredError",
+    "UnstableOperationError",
+    "ItemIterator",
+    "Page",
+    "PageIterator",
     "AmperityAuth",
     "ClientCredentials",
     "IssuerToken",

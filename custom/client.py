@@ -1,0 +1,361 @@
+"""AmperityClient: the facade users await.
+
+The layers, from the outside in: this facade (typed errors, response checks, pagination) ->
+httpx.AsyncClient with ``AmperityAuth`` (tokens, one refresh-and-replay on 401) ->
+``AmperityTransport`` (tenant and version headers, rate limits, retries) -> the inner transport
+(aiohttp by default). The generated functions use the same httpx client, so raw generated calls
+get tokens, headers, limits and retries too.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from types import ModuleType, TracebackType
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.abc
+import httpx
+
+from amperity_async import models as generated_models
+from amperity_async.client import AuthenticatedClient
+from amperity_async.models.error_response import ErrorResponse
+from amperity_async.types import Response, Unset
+
+from .auth import AmperityAuth, StaticToken, TokenEndpointContext, TokenRefresher, TokenSource
+from .clock import Clock, SystemClock
+from .errors import ConfigurationError, ResponseValidationError, error_for_response
+from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
+from .pagination import ItemIterator, Page, PageIterator
+from .ratelimit import RateLimiter, TokenBucket
+from .transport import AmperityTransport, RetryPolicy, TransportStats, default_inner_transport
+from .validation import ResponseValidator
+
+DEFAULT_BASE_URL = "https://app.amperity.com/api"
+# Documented limits: the control-plane API's rate is per tenant ("10 requests per second"), the
+# Profile API's 2000 requests/second across the tenant.
+CONTROL_PLANE_RATE = 10.0
+PROFILE_RATE = 2000.0
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+
+
+class PageModel(Protocol[T_co]):
+    """What every generated list response looks like."""
+
+    @property
+    def data(self) -> Sequence[T_co]: ...
+
+    @property
+    def next_token(self) -> str | Unset: ...
+
+
+class ListOperation(Protocol[T_co]):
+    """A generated list module, e.g. ``amperity_async.api.segments.list_segment``."""
+
+    @property
+    def asyncio_detailed(self) -> Callable[..., Awaitable[Response[PageModel[T_co] | ErrorResponse]]]: ...
+
+
+class Operation(Protocol[T_co]):
+    """Any generated operation module, e.g. ``amperity_async.api.workflow.run_workflow``."""
+
+    @property
+    def asyncio_detailed(self) -> Callable[..., Awaitable[Response[T_co | ErrorResponse]]]: ...
+
+
+ListOperationLike = ListOperation[T] | Callable[..., Awaitable[Response[PageModel[T] | ErrorResponse]]]
+OperationLike = Operation[T] | Callable[..., Awaitable[Response[T | ErrorResponse]]]
+
+
+class _AsyncOnly(httpx.BaseTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        raise ConfigurationError(
+            "amperity-async is an async client: call the generated asyncio()/asyncio_detailed() "
+            "functions (the sync ones would bypass tokens, limits and retries)"
+        )
+
+
+def _check_base_url(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ConfigurationError(f"base_url must be an https:// URL, got {base_url!r}")
+    if parts.scheme == "http":
+        host = parts.hostname
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = host == "localhost"
+        if not loopback:
+            raise ConfigurationError(
+                f"base_url {base_url!r} is plain http: tokens would travel unencrypted; "
+                f"only loopback hosts (127.0.0.1, ::1, localhost) may use http://"
+            )
+    return base_url.rstrip("/")
+
+
+class AmperityClient:
+    """An async client for one Amperity tenant.
+
+    Use it as an async context manager: ``async with AmperityClient(...) as client``. Limits given
+    as ``rate_limit``/``profile_rate_limit`` may be shared by several clients (one budget).
+    """
+
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        auth: TokenSource | str,
+        base_url: str = DEFAULT_BASE_URL,
+        api_version: str = "2024-04-01",
+        profile_api_version: str = "2025-07-31",
+        rate_limit: RateLimiter | None = None,
+        profile_rate_limit: RateLimiter | None = None,
+        per_operation_limits: bool = False,
+        max_retries: int = 5,
+        timeout: float | httpx.Timeout = 60.0,
+        deadline: float | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
+        token_leeway: float = 60.0,
+        prefetch: bool = True,
+        validate_responses: bool = True,
+        clock: Clock | None = None,
+        wall_clock: Callable[[], float] = time.time,
+        registry: OperationRegistry = REGISTRY,
+    ) -> None:
+        if not isinstance(tenant, str) or not tenant.strip():
+            raise ConfigurationError("tenant must be the tenant ID (a non-empty string), e.g. 'acme' or 'acme-sb-123'")
+        if max_retries < 0:
+            raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
+        if per_operation_limits and (rate_limit is not None or profile_rate_limit is not None):
+            raise ConfigurationError("per_operation_limits creates its own buckets; do not also pass rate_limit")
+        self.tenant = tenant
+        self.base_url = _check_base_url(base_url)
+        self.api_versions = {CONTROL_PLANE: api_version, PROFILE: profile_api_version}
+        for api, version in self.api_versions.items():
+            if not version:
+                raise ConfigurationError(f"the {api} api_version must be a version date such as '2024-04-01'")
+        self.registry = registry
+        self.prefetch = prefetch
+        self._clock = clock or SystemClock()
+        timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self._limits: dict[str, RateLimiter] = {
+            CONTROL_PLANE: rate_limit or TokenBucket(CONTROL_PLANE_RATE, clock=self._clock),
+            PROFILE: profile_rate_limit or TokenBucket(PROFILE_RATE, clock=self._clock),
+        }
+        self._per_operation = per_operation_limits
+        self._operation_limits: dict[str, RateLimiter] = {}
+        inner = transport if transport is not None else default_inner_transport(max_connections=max_connections)
+        self._transport = AmperityTransport(
+            inner,
+            tenant=tenant,
+            base_path=urlsplit(self.base_url).path,
+            api_versions=self.api_versions,
+            limiter_for=self._limiter_for,
+            retry=RetryPolicy(max_retries=max_retries, deadline=deadline),
+            clock=self._clock,
+            registry=registry,
+        )
+        source: TokenSource = StaticToken(auth, clock=wall_clock) if isinstance(auth, str) else auth
+        self.refresher = TokenRefresher(
+            source,
+            context=TokenEndpointContext(base_url=self.base_url, tenant=tenant, transport=inner, timeout=timeout),
+            leeway=token_leeway,
+            clock=wall_clock,
+        )
+        self.http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=AmperityAuth(self.refresher),
+            transport=self._transport,
+            timeout=timeout,
+            headers={"user-agent": "amperity-async"},
+        )
+        # Requests carry tokens from the auth flow above; the generated client's own token field
+        # is only read by its sync path, which is disabled.
+        self.generated = AuthenticatedClient(base_url=self.base_url, token="", raise_on_unexpected_status=False)
+        self.generated.set_async_httpx_client(self.http)
+        self.generated.set_httpx_client(httpx.Client(transport=_AsyncOnly()))
+        self._validator = ResponseValidator() if validate_responses else None
+        self._task_group: anyio.abc.TaskGroup | None = None
+
+    def __repr__(self) -> str:
+        return f"AmperityClient(tenant={self.tenant!r}, base_url={self.base_url!r}, api_versions={self.api_versions!r})"
+
+    @property
+    def stats(self) -> TransportStats:
+        """Counters of requests, retries and 429s, for progress displays and benchmarks."""
+        return self._transport.stats
+
+    def _limiter_for(self, op: OperationInfo | None) -> RateLimiter | None:
+        api = op.api if op is not None else CONTROL_PLANE
+        if self._per_operation and op is not None:
+            limiter = self._operation_limits.get(op.operation_id)
+            if limiter is None:
+                rate = PROFILE_RATE if api == PROFILE else CONTROL_PLANE_RATE
+                limiter = self._operation_limits[op.operation_id] = TokenBucket(rate, clock=self._clock)
+            return limiter
+        return self._limits.get(api, self._limits[CONTROL_PLANE])
+
+    # lifetimes
+
+    async def __aenter__(self) -> AmperityClient:
+        await self.http.__aenter__()
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if self._task_group is not None:
+                # Prefetches still in flight belong to iterators nobody reads any more.
+                self._task_group.cancel_scope.cancel()
+                await self._task_group.__aexit__(exc_type, exc, tb)
+        finally:
+            self._task_group = None
+            await self.http.aclose()
+
+    async def aclose(self) -> None:
+        await self.__aexit__(None, None, None)
+
+    # calls
+
+    def operation(self, operation: ModuleType | Callable[..., Any] | str) -> OperationInfo:
+        """The metadata of a generated module, one of its functions, or an operation name."""
+        if isinstance(operation, str):
+            info = self.registry.get(operation)
+            if info is None:
+                known = ", ".join(sorted(op.name for op in self.registry))
+                raise ConfigurationError(f"unknown operation {operation!r}; known operations: {known}")
+            return info
+        return self.registry.for_operation(operation)
+
+    async def _send(self, info: OperationInfo, args: Sequence[Any], params: Mapping[str, Any]) -> httpx.Response:
+        module = info.load_module()
+        try:
+            kwargs = module._get_kwargs(*args, **params)
+        except TypeError as exc:
+            raise TypeError(f"{info.name}: {exc}; it takes {', '.join(self._parameters(info)) or 'no arguments'}") from exc
+        response = await self.http.request(**kwargs)
+        if not response.is_success:
+            raise error_for_response(response)
+        return response
+
+    @staticmethod
+    def _parameters(info: OperationInfo) -> list[str]:
+        module = info.load_module()
+        code = module._get_kwargs.__code__
+        return list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
+
+    def _decode(self, info: OperationInfo, response: httpx.Response) -> Any:
+        request_id = response.headers.get("x-request-id")
+        if self._validator is not None:
+            return self._validator.decode(info, response.content, request_id=request_id)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ResponseValidationError(
+                operation=info.operation_id, field="(body)", detail=f"not JSON: {exc}", request_id=request_id
+            ) from exc
+
+    async def call(self, operation: OperationLike[T], /, *args: Any, **params: Any) -> T:
+        """Call an operation; return its parsed 2xx model or raise a typed error."""
+        info = self.operation(operation)  # type: ignore[arg-type]
+        response = await self._send(info, args, params)
+        data = self._decode(info, response)
+        model = getattr(generated_models, info.response_schema, None) if info.response_schema else None
+        if model is None:
+            parsed: T = info.load_module()._parse_response(client=self.generated, response=response)
+            return parsed
+        try:
+            result: T = model.from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            field = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else "(body)"
+            raise ResponseValidationError(
+                operation=info.operation_id,
+                field=field,
+                detail=f"{type(exc).__name__}: {exc}",
+                request_id=response.headers.get("x-request-id"),
+            ) from exc
+        return result
+
+    def pages(
+        self,
+        operation: ListOperationLike[T],
+        /,
+        *args: Any,
+        start_token: str | None = None,
+        max_pages: int | None = None,
+        prefetch: bool | None = None,
+        **params: Any,
+    ) -> PageIterator[T]:
+        """Whole pages of a list operation: ``async for page in client.pages(list_segment, limit=100)``."""
+        info = self.operation(operation)  # type: ignore[arg-type]
+        if not info.paginated:
+            raise ConfigurationError(f"{info.name} is not a list operation; use client.call({info.name}, ...)")
+        if "next_token" in params:
+            raise ConfigurationError("pass start_token=... to resume from a cursor, not next_token")
+        convert = self._item_converter(info)
+
+        async def fetch(token: str | None) -> Page[T]:
+            page_params = dict(params, next_token=token) if token else params
+            response = await self._send(info, args, page_params)
+            body = self._decode(info, response)
+            if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+                    raise ResponseValidationError(
+                    operation=info.operation_id,
+                    field="data",
+                    detail="a list response must carry a `data` array",
+                    request_id=response.headers.get("x-request-id"),
+                )
+            next_token = body.get("next_token")
+            total = body.get("total")
+            return Page(
+                operation=info.operation_id,
+                raw=body["data"],
+                next_token=next_token if isinstance(next_token, str) and next_token else None,
+                total=total if isinstance(total, int) else None,
+                token=token,
+                request_id=response.headers.get("x-request-id"),
+                convert=convert,
+            )
+
+        use_prefetch = self.prefetch if prefetch is None else prefetch
+        return PageIterator(
+            info.operation_id,
+            fetch,
+            start_token=start_token,
+            max_pages=max_pages,
+            spawner=self._task_group if use_prefetch else None,
+        )
+
+    def paginate(
+        self,
+        operation: ListOperationLike[T],
+        /,
+        *args: Any,
+        max_items: int | None = None,
+        start_token: str | None = None,
+        max_pages: int | None = None,
+        prefetch: bool | None = None,
+        **params: Any,
+    ) -> ItemIterator[T]:
+        """Items across pages: ``async for segment in client.paginate(list_segment, limit=100)``."""
+        pages = self.pages(
+            operation, *args, start_token=start_token, max_pages=max_pages, prefetch=prefetch, **params
+        )
+        return ItemIterator(pages, max_items=max_items)
+
+    @staticmethod
+    def _item_converter(info: OperationInfo) -> Callable[[Any], Any]:
+        model = getattr(generated_models, info.item_schema, None) if info.item_schema else None
+        if model is None:
+            return lambda item: item
+        from_dict: Callable[[Any], Any] = model.from_dict
+        return from_dict
