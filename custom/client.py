@@ -10,6 +10,7 @@ get tokens, headers, limits and retries too.
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType, TracebackType
@@ -110,7 +111,7 @@ class AmperityClient:
         *,
         tenant: str,
         auth: TokenSource | str,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         api_version: str = "2024-04-01",
         profile_api_version: str = "2025-07-31",
         rate_limit: RateLimiter | None = None,
@@ -135,7 +136,9 @@ class AmperityClient:
         if per_operation_limits and (rate_limit is not None or profile_rate_limit is not None):
             raise ConfigurationError("per_operation_limits creates its own buckets; do not also pass rate_limit")
         self.tenant = tenant
-        self.base_url = _check_base_url(base_url)
+        # Like other API clients, an unset base URL may come from the environment (e.g. a sandbox
+        # region, or a fake tenant in tests).
+        self.base_url = _check_base_url(base_url or os.environ.get("AMPERITY_BASE_URL") or DEFAULT_BASE_URL)
         self.api_versions = {CONTROL_PLANE: api_version, PROFILE: profile_api_version}
         for api, version in self.api_versions.items():
             if not version:

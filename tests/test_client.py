@@ -26,7 +26,7 @@ from amperity_async.custom.errors import (
     ResponseValidationError,
     UnstableOperationError,
 )
-from amperity_async.models import ProfileFilter, Segment, Workflow, WorkflowRunRequest
+from amperity_async.models import ProfileFilter, Segment, SegmentList, Workflow, WorkflowRunRequest
 
 pytestmark = pytest.mark.anyio
 BASE = "https://app.amperity.com/api"

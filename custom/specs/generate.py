@@ -165,6 +165,11 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
         document = json.loads(spec.read_text(encoding="utf-8"))
         (staging / "_operations.py").write_text(render_operations_module(document), encoding="utf-8")
         (staging / "py.typed").write_text("", encoding="utf-8")
+        (staging / "__main__.py").write_text(
+            '"""python -m amperity_async: the amperity-async command."""\n\n'
+            "import sys\n\nfrom .custom.cli import main\n\nsys.exit(main())\n",
+            encoding="utf-8",
+        )
         # The normalized spec travels with the package: the fake tenant serves it and the client
         # validates responses against its schemas.
         shutil.copyfile(spec, staging / "openapi.json")
