@@ -99,3 +99,27 @@ def references(node: Any) -> list[str]:
     if isinstance(node, list):
         return [ref for value in node for ref in references(value)]
     return []
+
+
+def copy_project(dest: Path) -> Path:
+    """A project tree with the real pipeline code, overlays, downloads and built package."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    dest.mkdir()
+    shutil.copyfile(PROJECT / "Makefile", dest / "Makefile")
+    shutil.copyfile(PROJECT / "generator-config.yaml", dest / "generator-config.yaml")
+    shutil.copytree(PROJECT / "custom", dest / "custom", ignore=ignore)
+    (dest / "openapi").mkdir()
+    for name in ("overlays", "templates", "upstream"):
+        shutil.copytree(OPENAPI / name, dest / "openapi" / name, ignore=ignore)
+    for name in ("sources.lock.json", "amperity.json"):
+        shutil.copyfile(OPENAPI / name, dest / "openapi" / name)
+    shutil.copytree(PROJECT / "amperity_async", dest / "amperity_async", symlinks=True, ignore=ignore)
+    return dest
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not p.is_symlink() and "__pycache__" not in p.parts
+    }

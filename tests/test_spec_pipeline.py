@@ -20,9 +20,11 @@ from spec_support import (
     OPENAPI,
     PROJECT,
     UPSTREAM,
+    copy_project,
     normalized_spec,
     operations,
     project_lock,
+    snapshot,
     upstream_document,
 )
 
@@ -231,37 +233,13 @@ def test_lock_write_changes_only_the_pins(tmp_path: Path) -> None:
     assert Lock.load(path).documents[0].sha256 == "ab" * 32
 
 
-def _copy_project(dest: Path) -> Path:
-    """A project tree with the real pipeline code, overlays, downloads and built package."""
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    dest.mkdir()
-    shutil.copyfile(PROJECT / "Makefile", dest / "Makefile")
-    shutil.copyfile(PROJECT / "generator-config.yaml", dest / "generator-config.yaml")
-    shutil.copytree(PROJECT / "custom", dest / "custom", ignore=ignore)
-    (dest / "openapi").mkdir()
-    for name in ("overlays", "templates", "upstream"):
-        shutil.copytree(OPENAPI / name, dest / "openapi" / name, ignore=ignore)
-    for name in ("sources.lock.json", "amperity.json"):
-        shutil.copyfile(OPENAPI / name, dest / "openapi" / name)
-    shutil.copytree(PROJECT / "amperity_async", dest / "amperity_async", symlinks=True, ignore=ignore)
-    return dest
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file() and not p.is_symlink() and "__pycache__" not in p.parts
-    }
-
-
 def test_make_spec_stops_on_a_checksum_mismatch_and_changes_nothing(tmp_path: Path) -> None:
-    project = _copy_project(tmp_path / "project")
+    project = copy_project(tmp_path / "project")
     lock = project_lock()
     file = lock.documents[0].file
     mirror, changed = _mirror_with_changed(tmp_path, lock, file)
     watched = ("openapi", "amperity_async")
-    before = {name: _snapshot(project / name) for name in watched}
+    before = {name: snapshot(project / name) for name in watched}
     venv = Path(sys.executable).parent.parent
     env = {**os.environ, "AMPERITY_SPEC_MIRROR": str(mirror)}
     env.pop("AMPERITY_PROJECT_ROOT", None)
@@ -280,7 +258,7 @@ def test_make_spec_stops_on_a_checksum_mismatch_and_changes_nothing(tmp_path: Pa
     assert f"checksum mismatch for {file}" in result.stderr
     assert f"pinned sha256 {pinned}" in result.stderr
     assert f"downloaded sha256 {sha256(changed)}" in result.stderr
-    assert {name: _snapshot(project / name) for name in watched} == before
+    assert {name: snapshot(project / name) for name in watched} == before
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,7 +283,7 @@ def test_generation_is_deterministic(tmp_path: Path) -> None:
     assert tree_hash(tmp_path / "first" / "amperity_async") == tree_hash(
         tmp_path / "second" / "amperity_async"
     )
-    assert _snapshot(tmp_path / "first") == _snapshot(tmp_path / "second")
+    assert snapshot(tmp_path / "first") == snapshot(tmp_path / "second")
     assert sorted(p.name for p in project.iterdir()) == ["generator-config.yaml", "openapi", "pyproject.toml"]
 
 
@@ -329,7 +307,7 @@ def test_a_generator_warning_fails_and_keeps_the_previous_package(tmp_path: Path
         GenerateError, match=r"(?s)previous package is untouched.*Endpoint will not be generated"
     ):
         generate(project, out=previous)
-    assert _snapshot(tmp_path / "out") == {"amperity_async/__init__.py": b"# the previous build\n"}
+    assert snapshot(tmp_path / "out") == {"amperity_async/__init__.py": b"# the previous build\n"}
     assert sorted(p.name for p in project.iterdir()) == ["generator-config.yaml", "openapi", "pyproject.toml"]
 
 
