@@ -218,8 +218,10 @@ class AmperityClient:
         try:
             if self._task_group is not None:
                 # Prefetches still in flight belong to iterators nobody reads any more.
+                # The body's own exception is not handed to the task group: it would come back
+                # wrapped in an ExceptionGroup, and prefetch tasks never raise.
                 self._task_group.cancel_scope.cancel()
-                await self._task_group.__aexit__(exc_type, exc, tb)
+                await self._task_group.__aexit__(None, None, None)
         finally:
             self._task_group = None
             await self.http.aclose()
