@@ -106,7 +106,8 @@ def copy_project(dest: Path) -> Path:
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     dest.mkdir()
     shutil.copyfile(PROJECT / "Makefile", dest / "Makefile")
-    shutil.copyfile(PROJECT / "generator-config.yaml", dest / "generator-config.yaml")
+    for name in ("generator-config.yaml", "pyproject.toml"):
+        shutil.copyfile(PROJECT / name, dest / name)
     shutil.copytree(PROJECT / "custom", dest / "custom", ignore=ignore)
     (dest / "openapi").mkdir()
     for name in ("overlays", "templates", "upstream"):
