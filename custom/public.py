@@ -69,3 +69,17 @@ __all__: list[str] = [
     "TokenRefresher",
     "TokenSource",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Names from optional extras are imported on first use, so that importing the package neither
+    # needs nor pays for them (the generated package forwards its own __getattr__ here).
+    if name == "RedisTokenBucket":
+        try:
+            from .redis_bucket import RedisTokenBucket
+        except ImportError as exc:
+            raise ImportError(
+                f"RedisTokenBucket needs the optional extra: pip install 'amperity-async[redis]' ({exc})"
+            ) from exc
+        return RedisTokenBucket
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
