@@ -67,7 +67,9 @@ def cmd_update(project: Path) -> int:
     try:
         return run_update(project, os.environ.get(MIRROR_ENV) or None, sys.stdout)
     except (SpecSourceError, OverlayError, NormalizeError, GenerateError) as exc:
-        raise type(exc)(f"{exc}\nupdate abandoned: the pins and the previous build are unchanged") from exc
+        print(f"error: {exc}", file=sys.stderr)
+        print("update abandoned: the pins and the previous build are unchanged", file=sys.stderr)
+        return 1
 
 
 COMMANDS: dict[str, Callable[[Path], int | None]] = {
