@@ -1,0 +1,294 @@
+"""The served API, read from the normalized OpenAPI document and nothing else.
+
+Each operation is given a role by its shape, never by its name: a *list* answers a page object
+(``data`` array and ``next_token``); a *get* sits one path segment below a list and answers that
+list's item; a *create* is a POST on a list's path answering its item; an *action* is a POST one
+segment below a get (``.../{id}/stop``). Anything else is answered with an instance of its response
+schema. So a new spec version brings its routes along with no edits here.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.resources
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..errors import ConfigurationError
+
+Schema = dict[str, Any]
+
+LIST, GET, CREATE, ACTION, OTHER = "list", "get", "create", "action", "other"
+PAGINATION_PARAMS = ("limit", "next_token", "with_total")
+
+
+@attrs.frozen
+class QueryParam:
+    name: str
+    required: bool
+    schema: Schema
+    deep_object: bool
+    description: str
+
+
+@attrs.frozen
+class Operation:
+    operation_id: str
+    method: str
+    path: str
+    api: str
+    stability: str
+    description: str
+    query: Mapping[str, QueryParam]
+    path_params: tuple[str, ...]
+    success_status: int
+    response_schema: Schema | None
+    response_name: str | None
+    request_schema: Schema | None
+    path_regex: re.Pattern[str] = attrs.field(eq=False, repr=False)
+    role: str = OTHER
+    item_name: str | None = None
+    collection: str | None = None
+    """The path of the list operation whose items this operation reads or changes."""
+    verb: str | None = None
+    time_windows: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def filters(self) -> tuple[str, ...]:
+        return tuple(name for name in self.query if name not in PAGINATION_PARAMS)
+
+
+def _path_regex(template: str) -> re.Pattern[str]:
+    parts = re.split(r"(\{[^}]+\})", template)
+    pattern = "".join("([^/]+)" if p.startswith("{") else re.escape(p) for p in parts)
+    return re.compile(f"^{pattern}/?$")
+
+
+class Resolver:
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self._document = document
+
+    def lookup(self, ref: str) -> Any:
+        if not ref.startswith("#/"):
+            raise ConfigurationError(f"only local $refs are supported in the served spec, got {ref!r}")
+        node: Any = self._document
+        for part in ref[2:].split("/"):
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        return node
+
+    def resolve_shallow(self, node: Any) -> Any:
+        """The node itself, or what its $ref chain points at (nested refs left in place)."""
+        for _ in range(40):
+            if not (isinstance(node, dict) and "$ref" in node):
+                return node
+            node = self.lookup(node["$ref"])
+        raise ConfigurationError("the served spec chains $refs more than 40 deep (a cycle?)")
+
+    def resolve(self, node: Any, depth: int = 0) -> Any:
+        """The node with every $ref inlined and single-member allOf collapsed."""
+        if depth > 40:
+            raise ConfigurationError("the served spec nests $refs more than 40 deep (a cycle?)")
+        if isinstance(node, list):
+            return [self.resolve(item, depth + 1) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            target = copy.deepcopy(self.lookup(node["$ref"]))
+            extra = {k: v for k, v in node.items() if k != "$ref"}
+            return self.resolve({**target, **extra}, depth + 1)
+        resolved = {k: self.resolve(v, depth + 1) for k, v in node.items()}
+        all_of = resolved.get("allOf")
+        if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict):
+            merged = {**all_of[0], **{k: v for k, v in resolved.items() if k != "allOf"}}
+            return merged
+        return resolved
+
+
+def _ref_name(node: Any) -> str | None:
+    if isinstance(node, dict) and isinstance(node.get("$ref"), str):
+        return str(node["$ref"]).rsplit("/", 1)[-1]
+    return None
+
+
+def _json_content(node: Mapping[str, Any]) -> Any:
+    content = node.get("content") or {}
+    media = content.get("application/json") or next(iter(content.values()), None)
+    return None if media is None else media.get("schema")
+
+
+def _time_windows(query: Mapping[str, QueryParam]) -> tuple[tuple[str, str], ...]:
+    windows = []
+    for name, param in query.items():
+        if name.endswith("_from") and param.schema.get("format") in ("date-time", "date"):
+            partner = name[: -len("_from")] + "_to"
+            if partner in query:
+                windows.append((name, partner))
+    return tuple(windows)
+
+
+class TenantSpec:
+    """The operations, schemas and API versions of one normalized spec document."""
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        self.document = document
+        self.resolver = Resolver(document)
+        apis = (document.get("info") or {}).get("x-amperity-apis")
+        if not isinstance(apis, dict) or not apis:
+            raise ConfigurationError(
+                "the served spec has no info.x-amperity-apis (is it the normalized document?)"
+            )
+        self.api_versions: dict[str, tuple[str, ...]] = {
+            api: tuple(str(v) for v in meta.get("versions", ())) for api, meta in apis.items()
+        }
+        self.schemas: dict[str, Schema] = {
+            name: self.resolver.resolve(schema)
+            for name, schema in ((document.get("components") or {}).get("schemas") or {}).items()
+        }
+        self.operations = self._read_operations()
+        self._assign_roles()
+        # Literal segments before templated ones so /workflow/runs never matches /workflow/{x}.
+        self.routes = sorted(self.operations, key=lambda op: (op.path.count("{"), -len(op.path)))
+        self.paths = {op.path for op in self.operations}
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> TenantSpec:
+        try:
+            if path is None:
+                text = (importlib.resources.files("amperity_async") / "openapi.json").read_text("utf-8")
+            else:
+                text = path.read_text("utf-8")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot read the spec to serve ({path or 'packaged openapi.json'}): {exc}"
+            ) from None
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise ConfigurationError(f"the spec to serve is not JSON: {exc}") from None
+        return cls(document)
+
+    def _read_operations(self) -> list[Operation]:
+        operations = []
+        for path, item in (self.document.get("paths") or {}).items():
+            shared = item.get("parameters", [])
+            for method, raw in item.items():
+                if method not in ("get", "post", "put", "patch", "delete"):
+                    continue
+                operations.append(self._operation(path, method.upper(), raw, shared))
+        return operations
+
+    def _operation(self, path: str, method: str, raw: Mapping[str, Any], shared: list[Any]) -> Operation:
+        op_id = str(raw.get("operationId") or f"{method} {path}")
+        query: dict[str, QueryParam] = {}
+        path_params: list[str] = []
+        for param in [*shared, *raw.get("parameters", [])]:
+            param = self.resolver.resolve(param)
+            if param.get("in") == "query":
+                query[param["name"]] = QueryParam(
+                    name=param["name"],
+                    required=bool(param.get("required")),
+                    schema=param.get("schema") or {},
+                    deep_object=param.get("style") == "deepObject",
+                    description=str(param.get("description") or ""),
+                )
+        path_params = re.findall(r"\{([^}]+)\}", path)
+        responses = raw.get("responses") or {}
+        success = sorted(code for code in responses if str(code).startswith("2"))
+        status = int(success[0]) if success else 200
+        raw_schema = _json_content(self.resolver.resolve_shallow(responses[success[0]])) if success else None
+        body = raw.get("requestBody")
+        request_schema = None
+        if body:
+            request_schema = self.resolver.resolve(_json_content(self.resolver.resolve_shallow(body)))
+        return Operation(
+            operation_id=op_id,
+            method=method,
+            path=path,
+            api=str(raw.get("x-amperity-api") or next(iter(self.api_versions))),
+            stability=str(raw.get("x-amperity-stability") or "stable"),
+            description=str(raw.get("description") or ""),
+            query=query,
+            path_params=tuple(path_params),
+            success_status=status,
+            response_schema=None if raw_schema is None else self.resolver.resolve(raw_schema),
+            response_name=_ref_name(raw_schema),
+            request_schema=request_schema,
+            path_regex=_path_regex(path),
+            time_windows=_time_windows(query),
+        )
+
+    def _assign_roles(self) -> None:
+        lists: dict[str, Operation] = {}
+        for index, op in enumerate(self.operations):
+            item = _page_item_name(op, self.document)
+            if op.method == "GET" and item is not None:
+                op = attrs.evolve(op, role=LIST, item_name=item, collection=op.path)
+                self.operations[index] = op
+                lists[op.path] = op
+        gets: dict[str, Operation] = {}
+        for index, op in enumerate(self.operations):
+            if op.role != OTHER:
+                continue
+            parent, _, last = op.path.rpartition("/")
+            owner = lists.get(parent)
+            if op.method == "GET" and owner and last.startswith("{") and op.response_name == owner.item_name:
+                op = attrs.evolve(op, role=GET, item_name=owner.item_name, collection=owner.path)
+                gets[op.path] = op
+            elif op.method == "POST" and op.path in lists and op.response_name == lists[op.path].item_name:
+                owner = lists[op.path]
+                op = attrs.evolve(op, role=CREATE, item_name=owner.item_name, collection=owner.path)
+            self.operations[index] = op
+        for index, op in enumerate(self.operations):
+            if op.role != OTHER or op.method != "POST":
+                continue
+            parent, _, verb = op.path.rpartition("/")
+            grandparent = parent.rpartition("/")[0]
+            owner = lists.get(grandparent)
+            if (
+                parent.endswith("}")
+                and owner
+                and not verb.startswith("{")
+                and op.response_name == owner.item_name
+            ):
+                self.operations[index] = attrs.evolve(
+                    op, role=ACTION, item_name=owner.item_name, collection=owner.path, verb=verb
+                )
+
+    def list_operations(self) -> list[Operation]:
+        return [op for op in self.operations if op.role == LIST]
+
+    def get(self, operation_id: str) -> Operation:
+        for op in self.operations:
+            if op.operation_id == operation_id:
+                return op
+        raise KeyError(operation_id)
+
+    def match(self, method: str, path: str) -> tuple[Operation | None, tuple[str, ...], bool]:
+        """(operation, path parameter values, whether the path exists under another method)."""
+        path_known = False
+        for op in self.routes:
+            found = op.path_regex.match(path)
+            if found:
+                if op.method == method:
+                    return op, found.groups(), True
+                path_known = True
+        return None, (), path_known
+
+
+def _page_item_name(op: Operation, document: Mapping[str, Any]) -> str | None:
+    schema = op.response_schema or {}
+    props = schema.get("properties") or {}
+    data = props.get("data")
+    if not (isinstance(data, dict) and data.get("type") == "array" and "next_token" in props):
+        return None
+    # The item's schema name, read from the unresolved page schema.
+    page = Resolver(document).lookup(f"#/components/schemas/{op.response_name}") if op.response_name else {}
+    return (
+        _ref_name(((page.get("properties") or {}).get("data") or {}).get("items"))
+        or f"{op.operation_id}-item"
+    )
