@@ -68,6 +68,8 @@ __all__: list[str] = [
     "TokenEndpointContext",
     "TokenRefresher",
     "TokenSource",
+    "FakeTenant",
+    "FakeTenantConfig",
 ]
 
 
@@ -82,4 +84,9 @@ def __getattr__(name: str) -> object:
                 f"RedisTokenBucket needs the optional extra: pip install 'amperity-async[redis]' ({exc})"
             ) from exc
         return RedisTokenBucket
+    if name in ("FakeTenant", "FakeTenantConfig"):
+        # The fake tenant (aiohttp server, spec loading) is imported only by code that uses it.
+        from . import fake_tenant
+
+        return getattr(fake_tenant, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

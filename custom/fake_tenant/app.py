@@ -304,7 +304,8 @@ class TenantApp:
                 stats.dropped += 1
                 if request.transport is not None:
                     request.transport.abort()
-                raise ConnectionResetError("connection dropped by fault injection")
+                # Nothing reaches the client: the connection is gone before this is written.
+                return web.Response(status=500)
             if outcome is not None:
                 stats.injected_errors += 1
                 return self.error(int(outcome), "injected fault: the service is temporarily unavailable")
