@@ -1,0 +1,125 @@
+"""Every operation of the normalized spec, served by the fake tenant, answers as the spec says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from openapi_core import OpenAPI
+from openapi_core.testing import MockRequest, MockResponse
+
+from amperity_async.custom.fake_tenant.data import is_terminal
+from amperity_async.custom.fake_tenant.spec import ACTION, CREATE, GET, LIST, TenantSpec
+
+from fake_tenant_support import headers, running
+
+pytestmark = pytest.mark.anyio
+
+SPEC_FILE = Path(__file__).resolve().parent.parent / "openapi" / "amperity.json"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def openapi() -> OpenAPI:
+    return OpenAPI.from_dict(json.loads(SPEC_FILE.read_text("utf-8")))
+
+
+def conforms(openapi: OpenAPI, method: str, path: str, response: httpx.Response) -> None:
+    """Raise unless the response fits the spec's response for this method and path."""
+    request = MockRequest("https://app.amperity.com", method.lower(), "/api" + path)
+    openapi.validate_response(
+        request,
+        MockResponse(response.content, status_code=response.status_code, content_type="application/json"),
+    )
+
+
+def version_for(spec: TenantSpec, op: Any) -> str:
+    return op.stability if op.stability != "stable" else spec.api_versions[op.api][0]
+
+
+def example_body(schema: dict[str, Any]) -> dict[str, Any]:
+    props = schema.get("properties") or {}
+    return {name: props[name].get("example", "x") for name in schema.get("required") or ()}
+
+
+async def test_every_operation_of_the_spec_answers_conforming_responses(openapi: OpenAPI) -> None:
+    spec = TenantSpec.load()
+    served: set[str] = set()
+    async with running(rows=30, indexes=2, profiles_per_index=20) as (tenant, client, token):
+        dataset = tenant.dataset
+        for op in spec.operations:
+            hdrs = headers(tenant, token, version_for(spec, op))
+            parent_ids: list[str] = []
+            path = op.path
+            collection_path = op.collection or op.path
+            model = dataset.models.get(collection_path)
+            chain = []
+            while model is not None and model.parent is not None:
+                chain.insert(0, model.parent)
+                model = model.parent
+            for parent in chain:
+                parent_ids.append(dataset.ids(parent.op.path, parent_ids, 1)[0])
+            names = list(op.path_params)
+            values = list(parent_ids)
+            if op.role in (GET, ACTION):
+                collection = dataset.collection(collection_path, parent_ids)
+                assert collection is not None
+                index = 0
+                if op.role == ACTION:
+                    index = next(
+                        i for i in range(collection.count) if not is_terminal(collection.state_of(i))
+                    )
+                values.append(collection.context(index).item_id)
+            for name, value in zip(names, values, strict=True):
+                path = path.replace("{" + name + "}", value)
+            params = {}
+            for start, end in op.time_windows:
+                if op.query[start].required or op.query[end].required:
+                    params.update({start: "2026-01-01T00:00:00Z", end: "2026-04-01T00:00:00Z"})
+            if op.role == LIST:
+                params["with_total"] = "true"
+            body = example_body(op.request_schema) if op.request_schema else None
+            response = await client.request(op.method, path, params=params, headers=hdrs, json=body)
+            assert response.status_code == op.success_status, (op.operation_id, response.text)
+            conforms(openapi, op.method, path, response)
+            if op.role == LIST:
+                assert response.json()["data"], f"{op.operation_id} served no items"
+                assert response.json()["total"] >= len(response.json()["data"])
+            if op.role == CREATE:
+                assert response.status_code == 201
+            # The documented error answers fit too: 401 for every operation.
+            unauthorized = await client.request(
+                op.method, path, params=params, json=body, headers={**hdrs, "Authorization": "Bearer nope"}
+            )
+            assert unauthorized.status_code == 401
+            conforms(openapi, op.method, path, unauthorized)
+            if op.role == LIST:
+                bad = await client.get(path, params={**params, "limit": "0"}, headers=hdrs)
+                assert bad.status_code == 400
+                conforms(openapi, op.method, path, bad)
+            if op.role == GET:
+                missing_path = path.rsplit("/", 1)[0] + "/zz-0000000000"
+                missing = await client.get(missing_path, headers=hdrs)
+                assert missing.status_code == 404
+                conforms(openapi, op.method, missing_path, missing)
+            served.add(op.operation_id)
+    assert served == {op.operation_id for op in spec.operations}
+    assert len(served) >= 14
+
+
+async def test_rate_limited_answers_conform(openapi: OpenAPI) -> None:
+    async with running(rows=5, rate_limits=True, control_plane_rate=1) as (tenant, client, token):
+        first = await client.get("/segments", headers=headers(tenant, token))
+        second = await client.get("/segments", headers=headers(tenant, token))
+    assert (first.status_code, second.status_code) == (200, 429)
+    conforms(openapi, "GET", "/segments", second)
+    assert not {"retry-after", "x-ratelimit-limit", "x-ratelimit-remaining"} & {
+        h.lower() for h in second.headers
+    }
