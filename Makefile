@@ -55,6 +55,10 @@ check-upstream: $(VENV)/.tools
 test: $(VENV)/.installed
 	$(BIN)/pytest -q
 
+## demo: the main job, a concurrent bulk extraction of a fake tenant (real limits) into ./out/
+demo: $(VENV)/.installed
+	$(BIN)/amperity-async demo --out out
+
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 

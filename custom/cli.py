@@ -81,28 +81,33 @@ class Progress:
 
 
 def summary_table(rows: Sequence[ExtractStats], client: AmperityClient) -> str:
-    header = ("operation", "file", "rows", "pages", "seconds", "req/s", "retries", "429s")
-    lines = [header]
-    per_op = getattr(client.stats, "by_operation", {})
+    """Per operation (its files added up): rows, pages, seconds, requests/s, retries, 429s."""
+    header = ("operation", "files", "rows", "pages", "seconds", "req/s", "retries", "429s")
+    grouped: dict[str, list[ExtractStats]] = {}
     for stat in rows:
-        op = REGISTRY.get(stat.operation)
-        counters = per_op.get(op.name) if op is not None else None
-        requests = getattr(counters, "requests", stat.pages)
-        retries = getattr(counters, "retries", 0)
-        limited = getattr(counters, "rate_limited", 0)
-        seconds = max(stat.seconds, 1e-9)
+        grouped.setdefault(stat.operation, []).append(stat)
+    per_op = client.stats.by_operation
+    lines = [header]
+    for name, stats in sorted(grouped.items()):
+        counters = per_op.get(name)
+        requests = counters.requests if counters is not None else sum(s.pages for s in stats)
+        seconds = max(max(s.seconds for s in stats), 1e-9)
         lines.append((
-            stat.operation, Path(stat.target).name, f"{stat.rows:,}", f"{stat.pages:,}", f"{stat.seconds:.2f}",
-            f"{requests / seconds:.1f}", str(retries), str(limited),
+            name, str(len(stats)), f"{sum(s.rows for s in stats):,}", f"{sum(s.pages for s in stats):,}",
+            f"{seconds:.2f}", f"{requests / seconds:.1f}",
+            str(counters.retries if counters else 0), str(counters.rate_limited if counters else 0),
         ))
     total = client.stats
-    lines.append(("total", "", f"{sum(s.rows for s in rows):,}", f"{sum(s.pages for s in rows):,}",
-                  f"{max((s.seconds for s in rows), default=0.0):.2f}", "", str(total.retries), str(total.rate_limited)))
+    wall = max((s.seconds for s in rows), default=0.0)
+    lines.append((
+        "total", str(len(rows)), f"{sum(s.rows for s in rows):,}", f"{sum(s.pages for s in rows):,}", f"{wall:.2f}",
+        f"{total.requests / max(wall, 1e-9):.1f}", str(total.retries), str(total.rate_limited),
+    ))
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     out = []
     for index, row in enumerate(lines):
-        out.append("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
-        if index == 0:
+        out.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        if index == 0 or index == len(lines) - 2:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
 
@@ -349,6 +354,32 @@ async def cmd_fake_tenant(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job end to end: a fake tenant with the real limits, extract-all, a summary table."""
+    from .fake_tenant import FakeTenant, FakeTenantConfig
+
+    config = FakeTenantConfig(rows=args.rows, indexes=args.indexes, profiles_per_index=args.profiles, seed=args.seed)
+    out = Path(args.out)
+    async with FakeTenant(config) as tenant:
+        print(f"fake tenant {config.tenant!r} at {tenant.base_url} (10 requests/s control plane, 2000/s profiles)",
+              file=sys.stderr)
+        auth = ClientCredentials(config.client_id, config.client_secret)
+        async with AmperityClient(tenant=config.tenant, auth=auth, base_url=tenant.base_url) as client:
+            progress = Progress(client)
+            totals: dict[str, ExtractStats] = {}
+
+            def update(stats: ExtractStats) -> None:
+                totals[stats.target] = stats
+                progress.update(sum(t.rows for t in totals.values()), sum(t.pages for t in totals.values()))
+
+            results = await extract_all(client, out, on_page=update, limit=args.limit)
+            progress.finish()
+            print(summary_table(results, client))
+            print(f"\n{sum(r.rows for r in results):,} rows in {len(results)} files under {out}/ "
+                  f"({client.refresher.fetch_count} token request(s))")
+    return 0
+
+
 # parser
 
 
@@ -394,6 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     everything.add_argument("--to", dest="window_to", help="end of required time windows (default: tomorrow)")
     _add_connection_flags(everything)
 
+    demo = commands.add_parser("demo", help="extract-all against an embedded fake tenant with the real limits")
+    demo.add_argument("--out", default="out", help="output folder (default %(default)s)")
+    demo.add_argument("--rows", type=int, default=1000, help="items per collection (default %(default)s)")
+    demo.add_argument("--indexes", type=int, default=3, help="profile indexes (default %(default)s)")
+    demo.add_argument("--profiles", type=int, default=1000, help="profiles per index (default %(default)s)")
+    demo.add_argument("--limit", type=int, default=100, help="items per page (default %(default)s)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic data")
+
     check = commands.add_parser("check-upstream", help="compare the pinned specs with what Amperity serves now")
     check.add_argument("--lock", default="openapi/sources.lock.json", help="lock file (default %(default)s)")
 
@@ -412,6 +451,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "extract-all": cmd_extract_all,
     "check-upstream": cmd_check_upstream,
     "fake-tenant": cmd_fake_tenant,
+    "demo": cmd_demo,
 }
 
 
