@@ -23,6 +23,9 @@ from .errors import (
     UnstableOperationError,
 )
 from .pagination import ItemIterator, Page, PageIterator
+from .clock import Clock, ManualClock, SystemClock
+from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket
+from .transport import AmperityTransport, RequestCounts, RetryPolicy, TransportStats, default_inner_transport
 from .auth import (
     AmperityAuth,
     ClientCredentials,
@@ -68,6 +71,18 @@ __all__: list[str] = [
     "TokenEndpointContext",
     "TokenRefresher",
     "TokenSource",
+    "Clock",
+    "ManualClock",
+    "SystemClock",
+    "PerApiLimits",
+    "PerOperationLimits",
+    "RateLimiter",
+    "TokenBucket",
+    "AmperityTransport",
+    "RequestCounts",
+    "RetryPolicy",
+    "TransportStats",
+    "default_inner_transport",
     "FakeTenant",
     "FakeTenantConfig",
 ]
