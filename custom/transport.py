@@ -46,6 +46,7 @@ logger = logging.getLogger("amperity_async")
 IDEMPOTENT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 NON_IDEMPOTENT_RETRY_STATUSES = frozenset({429})
 UNKNOWN_OPERATION = "(unknown operation)"
+_DEPRECATION_HEADERS = (b"deprecation", b"sunset")
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float | None) -> None:
@@ -384,11 +385,16 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         return delay
 
     def _check_deprecation(self, route: _Route, response: httpx.Response) -> None:
+        # Runs on every response until the operation has warned: one pass over the raw headers
+        # costs less than two lookups by name.
+        for key, _ in response.headers.raw:
+            if key.lower() in _DEPRECATION_HEADERS:
+                break
+        else:
+            return
         headers = response.headers
         deprecation = headers.get("deprecation")
         sunset = headers.get("sunset")
-        if deprecation is None and sunset is None:
-            return
         self._deprecations_warned.add(route.label)
         logger.warning(
             "%s is deprecated by Amperity (Deprecation: %s, Sunset: %s, api-version %s)",
