@@ -281,3 +281,35 @@ async def test_no_log_record_or_repr_contains_the_token(caplog: pytest.LogCaptur
     assert TOKEN not in text
     assert all(TOKEN not in record.getMessage() for record in caplog.records)
     assert any("503" in record.getMessage() for record in caplog.records)  # the retry was logged
+
+
+async def test_breaking_out_of_paginate_cancels_the_prefetch_and_releases_it() -> None:
+    import anyio
+
+    release = anyio.Event()
+    prefetch_started = anyio.Event()
+    prefetch_finished: list[str] = []
+
+    async def pages(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("next_token") is None:
+            return httpx.Response(200, json={"data": [segment(1), segment(2)], "next_token": "p2"})
+        prefetch_started.set()
+        try:
+            await release.wait()  # the second page never comes unless released
+            return httpx.Response(200, json={"data": [segment(3)]})
+        finally:
+            prefetch_finished.append("p2")
+
+    router = respx.Router()
+    route = router.get(f"{BASE}/segments").mock(side_effect=pages)
+    async with make_client(router) as client:
+        async for first in client.paginate(list_segment):
+            assert first.id == "seg-1"
+            with anyio.fail_after(5):
+                await prefetch_started.wait()
+            break
+        with anyio.fail_after(5):
+            while not prefetch_finished:
+                await anyio.sleep(0.01)
+    assert route.call_count == 1  # respx records only answered calls: the prefetch was cancelled unanswered
+    assert prefetch_finished == ["p2"] and not release.is_set()
