@@ -20,6 +20,8 @@ from .operations import CONTROL_PLANE, OperationInfo
 # Float slack when comparing accrued tokens with a cost: a waiter woken exactly at its due time
 # must not be sent back to sleep for a rounding error.
 _EPSILON = 1e-9
+# The default capacity, in seconds of tokens at the configured rate.
+_DEFAULT_BURST_SECONDS = 0.02
 
 
 @runtime_checkable
@@ -45,11 +47,13 @@ class _Waiter:
 class TokenBucket:
     """A token bucket shared by any number of tasks (and clients) on one event loop.
 
-    - ``rate``: tokens per second; ``capacity``: the most tokens the bucket holds, i.e. the largest
-      burst after an idle period. The default capacity of 1 spaces requests exactly ``1/rate``
-      apart, so any one-second window a server counts in holds ``rate`` requests (``rate + 1`` if
-      the window is closed at both ends); a larger capacity lets bursts through that a strict
-      server window answers with 429s.
+    - ``rate``: tokens per second; ``capacity``: the most tokens the bucket holds. Any interval of
+      ``T`` seconds then holds at most ``capacity + rate * T`` grants, however late the event loop
+      wakes the waiters, so a strict server window is exceeded by at most ``capacity`` requests
+      (fewer when the client stays below the limit). The default capacity is ``rate / 50`` (20 ms
+      worth of tokens), at least 1: at 10/s that is 1 token, which spaces grants at least 0.1 s
+      apart and never puts more than 10 into any one-second window; at 2000/s it is 40 tokens,
+      enough to absorb the event loop's timer granularity (about 1 ms) without losing rate.
     - FIFO: requests are granted in the order ``acquire`` was called. Only the first waiter sleeps,
       on the clock, until exactly the moment its tokens are due; the others wait for their turn.
       A cancelled waiter takes no tokens and leaves the queue at once.
@@ -58,8 +62,7 @@ class TokenBucket:
       ``decrease_interval`` seconds of a decrease count as the same event (they were sent before
       the decrease took effect). The rate then climbs back linearly to ``rate`` over
       ``recovery_seconds``. A ``retry_after`` pauses all grants until that many seconds from now.
-    - A grant keeps to the schedule even when the event loop wakes the sleeper late, so a loaded
-      loop does not slowly lose rate; it can never run ahead of it by more than ``capacity``.
+    - One event loop: share a bucket between tasks and clients of one loop, not across threads.
     """
 
     def __init__(
@@ -76,7 +79,7 @@ class TokenBucket:
     ) -> None:
         if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
             raise ValueError(f"rate must be a positive number of requests per second, got {rate!r}")
-        capacity = 1.0 if capacity is None else capacity
+        capacity = max(1.0, rate * _DEFAULT_BURST_SECONDS) if capacity is None else capacity
         if not (math.isfinite(capacity) and capacity >= 1):
             raise ValueError(f"capacity must be at least 1 token, got {capacity!r}")
         if not 0 < decrease_factor < 1:
@@ -182,19 +185,16 @@ class TokenBucket:
         self._wake_head()
 
     async def _wait_for_tokens(self, cost: float) -> None:
-        check_at = self._clock.now()
         while True:
-            self._refill(check_at)
-            start = max(self._updated, check_at)
+            now = self._clock.now()
+            self._refill(now)
+            start = max(self._updated, now)
             deficit = cost - self._tokens
-            if deficit <= _EPSILON and start <= check_at:
+            if deficit <= _EPSILON and start <= now:
                 self._tokens -= cost
                 return
             due = start + (self._time_to_accrue(deficit, start) if deficit > 0 else 0.0)
             await self._clock.sleep_until(due)
-            # Account up to the due time, not the (later) wake-up time: a late wake-up must not
-            # shift every following grant.
-            check_at = min(due, self._clock.now())
 
     def _leave(self, waiter: _Waiter) -> None:
         was_head = self._waiters[0] is waiter

@@ -221,22 +221,62 @@ async def test_cancelling_the_sleeping_head_passes_its_slot_to_the_next_waiter()
     assert clock.pending_sleepers == 0
 
 
-async def test_a_late_event_loop_does_not_make_the_bucket_lose_rate() -> None:
+async def late_grants(capacity: float, lateness: float, grants: int) -> list[float]:
     manual = ManualClock()
-    bucket = TokenBucket(10, clock=LateClock(manual, lateness=0.03))
+    bucket = TokenBucket(10, capacity=capacity, clock=LateClock(manual, lateness=lateness))
     granted: list[float] = []
 
     async def worker() -> None:
-        for _ in range(6):
+        await bucket.acquire(capacity)  # start from an empty bucket
+        for _ in range(grants):
             await bucket.acquire()
             granted.append(manual.now())
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker)
-        await manual.advance(5)
-    # Each sleep ends 30 ms late, yet the grants keep the 0.1 s schedule instead of drifting
-    # to 0.13 s apart.
-    assert granted == pytest.approx([0.0, 0.13, 0.23, 0.33, 0.43, 0.53], abs=1e-9)
+        await manual.advance(10)
+    return granted
+
+
+async def test_with_capacity_1_grants_are_never_closer_than_one_interval_however_late_the_loop() -> None:
+    # Each sleep ends 30 ms late; the late time is not made up for by a shorter gap later, so no
+    # one-second window can hold more than rate grants.
+    assert await late_grants(1, 0.03, 5) == pytest.approx([0.13, 0.26, 0.39, 0.52, 0.65], abs=1e-9)
+
+
+async def test_capacity_above_1_absorbs_late_wake_ups_and_keeps_the_rate() -> None:
+    # The spare token capacity holds what flowed in while the loop was late: the schedule holds.
+    assert await late_grants(2, 0.03, 5) == pytest.approx([0.13, 0.23, 0.33, 0.43, 0.53], abs=1e-9)
+
+
+def test_default_capacity_is_20_ms_of_tokens_and_at_least_one() -> None:
+    assert TokenBucket(10).capacity == 1
+    assert TokenBucket(100).capacity == 2
+    assert TokenBucket(2000).capacity == 40
+
+
+async def test_no_window_holds_more_than_capacity_plus_rate_times_its_length() -> None:
+    manual = ManualClock()
+    rate, capacity = 10.0, 3.0
+    bucket = TokenBucket(rate, capacity=capacity, clock=LateClock(manual, lateness=0.017))
+    granted: list[float] = []
+
+    async def worker(pause_every: int) -> None:
+        for i in range(40):
+            await bucket.acquire()
+            granted.append(manual.now())
+            if i % pause_every == 0:
+                await manual.sleep_until(manual.now() + 0.45)  # idle spells refill the bucket
+
+    async with anyio.create_task_group() as tg:
+        for pause_every in (3, 5, 7):
+            tg.start_soon(worker, pause_every)
+        await manual.advance(60)
+    granted.sort()
+    assert len(granted) == 120
+    for window in (0.1, 0.35, 1.0, 2.5):
+        most = max(sum(1 for t in granted if start <= t < start + window) for start in granted)
+        assert most <= capacity + rate * window + 1e-9
 
 
 async def test_a_bucket_shared_by_many_tasks_and_a_second_user_keeps_one_budget() -> None:
