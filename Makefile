@@ -62,5 +62,10 @@ demo: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
+## bench: throughput, rate fidelity, token refresh and extraction under faults against the fake tenant
+## (results in benchmarks/results/latest.md and .json; BENCH_FLAGS=--quick for a shorter run)
+bench: $(VENV)/.installed
+	$(PY) benchmarks/run.py --profile $(BENCH_FLAGS)
+
 clean:
 	rm -rf amperity_async openapi/upstream openapi/amperity.json .generate-staging*
