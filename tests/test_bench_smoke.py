@@ -48,7 +48,9 @@ def test_smoke_run_writes_every_section_with_numbers(tmp_path: Path) -> None:
 
     throughput = results["throughput"]
     cells = {(c["variant"], c["tasks"]) for c in throughput["cells"]}
-    assert cells == {(v, n) for v in ("httpx", "httpx-aiohttp", "aiohttp", "paginate", "pages") for n in (1, 10, 50)}
+    assert cells == {
+        (v, n) for v in ("httpx", "httpx-aiohttp", "aiohttp", "paginate", "pages") for n in (1, 10, 50)
+    }
     for cell in throughput["cells"]:
         assert cell["pages_per_s"] > 0 and cell["pages"] > 0
         assert _is_number(cell["client_cpu_us_per_page"]) and cell["peak_rss_mb"] > 10
@@ -68,7 +70,12 @@ def test_smoke_run_writes_every_section_with_numbers(tmp_path: Path) -> None:
     assert extraction["server_faults"]["revocations"] == 1
     assert _is_number(extraction["wall_time_ratio"])
 
-    assert {t["target"].split(" ")[0] for t in results["targets"]} >= {"paginate", "rate", "exactly", "faults"}
+    assert {t["target"].split(" ")[0] for t in results["targets"]} >= {
+        "paginate",
+        "rate",
+        "exactly",
+        "faults",
+    }
 
 
 def test_token_requests_are_grouped_by_renewal() -> None:
@@ -80,14 +87,12 @@ def test_token_requests_are_grouped_by_renewal() -> None:
 
 def test_profile_samples_are_charged_to_the_innermost_known_layer() -> None:
     bench = _harness()
-    collapsed = "\n".join(
-        [
-            "main (benchmarks/run.py:1);AmperityClient._send (amperity_async/custom/client.py:250);"
-            "BaseClient.build_request (httpx/_client.py:378);urlparse (urllib/parse.py:10) 3",
-            "main (benchmarks/run.py:1);ResponseValidator.decode (amperity_async/custom/validation.py:121) 1",
-            "garbage line",
-        ]
+    send = (
+        "main (benchmarks/run.py:1);AmperityClient._send (amperity_async/custom/client.py:250);"
+        "BaseClient.build_request (httpx/_client.py:378);urlparse (urllib/parse.py:10) 3"
     )
+    check = "main (benchmarks/run.py:1);ResponseValidator.decode (amperity_async/custom/validation.py:121) 1"
+    collapsed = f"{send}\n{check}\ngarbage line\n"
     profile = bench.profile_breakdown(collapsed)
     assert profile["samples"] == 4
     assert profile["layers"]["httpx (request/response objects, URLs, headers, auth driver)"] == 0.75
