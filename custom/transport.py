@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC
 from random import random as _uniform
 
+import anyio
 import attrs
 import httpx
 import sniffio
@@ -159,6 +160,12 @@ def _is_timeout(exc: httpx.TransportError) -> bool:
     return isinstance(exc, httpx.TimeoutException)
 
 
+async def _close(response: httpx.Response) -> None:
+    # Shielded: a request cancelled while its body streams in must still hand its connection back.
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
+
+
 def _retryable_failure(exc: httpx.TransportError) -> bool:
     return isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError))
 
@@ -270,12 +277,15 @@ class AmperityTransport(httpx.AsyncBaseTransport):
                         await response.aread()
                         return response
                     except httpx.TransportError as exc:
-                        await response.aclose()
+                        await _close(response)
                         delay = self._delay_after_failure(
                             request, route, exc, retry, deadline, may_be_unsent=False
                         )
+                    except BaseException:
+                        await _close(response)
+                        raise
                 else:
-                    await response.aclose()
+                    await _close(response)
                     delay = status_delay
             await clock.sleep_until(clock.now() + delay)
             retry += 1

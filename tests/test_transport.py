@@ -540,6 +540,32 @@ async def test_a_post_whose_body_breaks_off_is_not_resent(router: respx.Router, 
     assert broken.closed
 
 
+class StalledStream(TrackedStream):
+    """Sends a first chunk, then nothing: the body never completes."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'{"data": '
+        await anyio.Event().wait()
+
+
+async def test_cancelling_a_request_while_its_body_streams_in_closes_the_response(
+    router: respx.Router, clock: ManualClock
+) -> None:
+    stalled = StalledStream()
+    router.get("/segments").mock(side_effect=lambda request: httpx.Response(200, stream=stalled))
+    client = generated_client(make_transport(router, clock))
+
+    async def call() -> None:
+        await list_segment.asyncio_detailed(client=client)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call)
+        await clock.advance(0)
+        assert not stalled.closed
+        tg.cancel_scope.cancel()
+    assert stalled.closed
+
+
 async def test_a_streamed_request_body_is_buffered_so_that_a_retry_sends_it_again(
     router: respx.Router, clock: ManualClock
 ) -> None:
