@@ -215,7 +215,7 @@ async def cmd_extract(args: argparse.Namespace) -> int:
         if args.out == "-":
             return await _extract_to_stdout(client, op, positional, params, args.max_items, progress)
         out = Path(args.out)
-        update: Callable[[ExtractStats], None] = lambda s: progress.update(s.rows, s.pages)  # noqa: E731
+        update: Callable[[ExtractStats], None] = lambda s: progress.update(s.rows, s.pages)
         if args.shards > 1:
             window_of(op, params)
             stats = await extract_sharded(client, op, out, shards=args.shards, params=params,

@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType, TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
@@ -31,7 +31,7 @@ from .clock import Clock, SystemClock
 from .errors import ConfigurationError, ResponseValidationError, error_for_response
 from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
 from .pagination import ItemIterator, Page, PageIterator
-from .ratelimit import RateLimiter, TokenBucket
+from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket
 from .transport import AmperityTransport, RetryPolicy, TransportStats, default_inner_transport
 from .validation import ResponseValidator
 
@@ -147,19 +147,22 @@ class AmperityClient:
         self.prefetch = prefetch
         self._clock = clock or SystemClock()
         timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
-        self._limits: dict[str, RateLimiter] = {
-            CONTROL_PLANE: rate_limit or TokenBucket(CONTROL_PLANE_RATE, clock=self._clock),
-            PROFILE: profile_rate_limit or TokenBucket(PROFILE_RATE, clock=self._clock),
-        }
-        self._per_operation = per_operation_limits
-        self._operation_limits: dict[str, RateLimiter] = {}
+        rates = {CONTROL_PLANE: CONTROL_PLANE_RATE, PROFILE: PROFILE_RATE}
+        limiter_for: Callable[[OperationInfo | None], RateLimiter | None]
+        if per_operation_limits:
+            limiter_for = PerOperationLimits(lambda api: TokenBucket(rates.get(api, CONTROL_PLANE_RATE), clock=self._clock))
+        else:
+            limiter_for = PerApiLimits({
+                CONTROL_PLANE: rate_limit or TokenBucket(CONTROL_PLANE_RATE, clock=self._clock),
+                PROFILE: profile_rate_limit or TokenBucket(PROFILE_RATE, clock=self._clock),
+            })
         inner = transport if transport is not None else default_inner_transport(max_connections=max_connections)
         self._transport = AmperityTransport(
             inner,
             tenant=tenant,
             base_path=urlsplit(self.base_url).path,
             api_versions=self.api_versions,
-            limiter_for=self._limiter_for,
+            limiter_for=limiter_for,
             retry=RetryPolicy(max_retries=max_retries, deadline=deadline),
             clock=self._clock,
             registry=registry,
@@ -194,19 +197,9 @@ class AmperityClient:
         """Counters of requests, retries and 429s, for progress displays and benchmarks."""
         return self._transport.stats
 
-    def _limiter_for(self, op: OperationInfo | None) -> RateLimiter | None:
-        api = op.api if op is not None else CONTROL_PLANE
-        if self._per_operation and op is not None:
-            limiter = self._operation_limits.get(op.operation_id)
-            if limiter is None:
-                rate = PROFILE_RATE if api == PROFILE else CONTROL_PLANE_RATE
-                limiter = self._operation_limits[op.operation_id] = TokenBucket(rate, clock=self._clock)
-            return limiter
-        return self._limits.get(api, self._limits[CONTROL_PLANE])
-
     # lifetimes
 
-    async def __aenter__(self) -> AmperityClient:
+    async def __aenter__(self) -> Self:
         await self.http.__aenter__()
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()

@@ -9,6 +9,7 @@ output has no duplicates and no gaps.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import time
@@ -180,7 +181,7 @@ async def extract_to_file(
         start_token = checkpoint.next_token
     out.parent.mkdir(parents=True, exist_ok=True)
     mode = "r+b" if checkpoint is not None and out.exists() else "wb"
-    with open(out, mode) as handle:  # noqa: SIM115
+    with open(out, mode) as handle:  # noqa: ASYNC230 - a local file; each page's write runs in a thread
         handle = cast(BinaryIO, handle)
         if checkpoint is not None:
             handle.truncate(checkpoint.offset)  # drop a page written after the last checkpoint
@@ -233,7 +234,7 @@ def split_window(start: datetime, end: datetime, shards: int) -> list[tuple[date
         raise ConfigurationError(f"the time window is empty: {format_timestamp(start)} >= {format_timestamp(end)}")
     step = (end - start) / shards
     bounds = [start + step * i for i in range(shards)] + [end]
-    return [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def window_of(op: OperationInfo, params: Mapping[str, Any]) -> tuple[str, str]:

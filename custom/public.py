@@ -83,9 +83,9 @@ __all__: list[str] = [
     "RetryPolicy",
     "TransportStats",
     "default_inner_transport",
-    "FakeTenant",
-    "FakeTenantConfig",
 ]
+# FakeTenant, FakeTenantConfig and RedisTokenBucket are importable by name (see __getattr__) but
+# stay out of __all__: the package star-imports this module, which would import them eagerly.
 
 
 def __getattr__(name: str) -> object:
