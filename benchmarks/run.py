@@ -734,9 +734,12 @@ async def rate_worker(spec: dict[str, Any]) -> dict[str, Any]:
             "tightest_span_of_limit_plus_one_sends_s": None if tightest is None else round(tightest[0], 4),
             "tightest_span_at_s": None if tightest is None else round(tightest[1], 3),
             "spans_under_1s": sum(1 for span, _ in spans if span < 1.0),
-            "bucket_rate_at_end": getattr(
-                client._limiter_for(client.operation(list_segment)), "current_rate", None
-            ),
+            # What each 429 cost: the rate sent in the 10 s after it (the bucket slows down after a 429).
+            "rate_in_10s_after_each_429": [
+                sum(1 for t in sent if when < t <= when + 10.0) / 10.0
+                for when, status in recorder.refusals
+                if status == 429 and when >= started and when + 10.0 <= started + elapsed
+            ],
             "seconds": elapsed,
             "requests_ok": ok,
             "achieved_rate": ok / elapsed,
@@ -1007,6 +1010,9 @@ def extraction(
             for k in ("injected_errors", "dropped", "revocations", "unauthorized", "rate_limited", "requests")
         },
         "server_clean": {k: clean_server[k] for k in ("requests", "rate_limited", "unauthorized")},
+        # Requests the tenant answered that the client's transport never sent: aiohttp re-sends an
+        # idempotent request once by itself when a reused connection drops.
+        "unseen_resends": faulty_server["requests"] - faulty["requests"],
         "comparison": comparison,
         "identical": comparison["identical"],
         "wall_time_ratio": faulty["seconds"] / clean["seconds"],
@@ -1136,13 +1142,28 @@ def _profile_markdown(prof: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _refusals(rate: dict[str, Any]) -> str:
+    """When the 429s came, how tight the client's own spacing got, and what each 429 cost."""
+    times = [f"{t:.1f}" for t, status in rate["refusals_at_s"] if status == 429]
+    parts = [f"at {', '.join(times)} s"] if times else []
+    tightest = rate["tightest_span_of_limit_plus_one_sends_s"]
+    if tightest is not None:
+        parts.append(f"tightest 11 consecutive sends by the client: {tightest} s")
+    if rate["rate_in_10s_after_each_429"]:
+        after = ", ".join(f"{r:.1f}/s" for r in rate["rate_in_10s_after_each_429"])
+        parts.append(f"sent in the 10 s after each 429: {after}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     lines = [
         (
             f"Measured {results['finished']} ({results['mode']} mode: `{results['command']}`) on {m['cpus']} CPUs, "
             f"Python {m['python']}; fake tenant pinned to CPU {m['server_cpus']}, clients to CPU {m['client_cpus']}; "
-            f"load average before/after {m['load_before']:.2f}/{m['load_after']:.2f}."
+            f"load average (1 min) at the start and end of each section: "
+            + ", ".join(f"{k} {a:.1f}/{b:.1f}" for k, (a, b) in m["load_by_section"].items())
+            + " (other work on the machine slows the throughput cells; CPU per page is unaffected)."
         ),
         "",
     ]
@@ -1156,12 +1177,12 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| rate fidelity: {rate['tasks']} tasks, the client's default 10/s bucket vs the tenant's 10/s limit, "
             f"{rate['seconds']:.0f} s | {rate['achieved_rate']:.2f}/s = **{rate['fidelity']:.3f}** of the limit; "
-            f"{rate['server_429s']} x 429 (tightest span of 11 sends {rate['tightest_span_of_limit_plus_one_sends_s']} s) |"
+            f"{rate['server_429s']} x 429{_refusals(rate)} |"
         )
         margin = rate["with_margin"]
         lines.append(
             f"| the same with `rate_limit=TokenBucket({margin['budget']:g})` (a 1% margin, for comparison) | "
-            f"{margin['achieved_rate']:.2f}/s = {margin['fidelity']:.3f} of the limit; {margin['server_429s']} x 429 |"
+            f"{margin['achieved_rate']:.2f}/s = {margin['fidelity']:.3f} of the limit; {margin['server_429s']} x 429{_refusals(margin)} |"
         )
     if "token_refresh" in results:
         tok = results["token_refresh"]
@@ -1181,7 +1202,8 @@ def markdown(results: dict[str, Any]) -> str:
             f"{cmp_['files']} files, {cmp_['lines']:,} lines: **{'identical' if ex['identical'] else 'DIFFERENT'}** "
             f"({cmp_['byte_identical_files']} byte for byte); {ex['clean']['seconds']:.1f} s vs "
             f"{ex['faulty']['seconds']:.1f} s = **{ex['wall_time_ratio']:.2f}x** ({sf['injected_errors']} x 5xx, "
-            f"{sf['dropped']} drops, {sf['revocations']} revocation, {ex['faulty']['retries']} retries) |"
+            f"{sf['dropped']} drops, {sf['revocations']} revocation, {ex['faulty']['retries']} retries by the "
+            f"client, {ex['unseen_resends']} re-sent by aiohttp unseen by the client) |"
         )
     lines += ["", "| target | measured | met |", "|---|---|---|"]
     for t in results["targets"]:
@@ -1251,10 +1273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, section in SECTIONS.items():
         if args.only and name not in args.only:
             continue
+        results["machine"].setdefault("load_by_section", {})[name] = [os.getloadavg()[0]]
         began = time.perf_counter()
         print(f"{name} ...", file=sys.stderr, flush=True)
         results[name] = section(settings, server_cpus, client_cpus)
         print(f"{name} done in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+        results["machine"]["load_by_section"][name].append(os.getloadavg()[0])
         if name == "throughput" and args.profile:
             print("profile ...", file=sys.stderr, flush=True)
             results["profile"] = profile(settings, server_cpus, client_cpus, args.out)
