@@ -41,7 +41,11 @@ class Page(Generic[T]):
     @property
     def data(self) -> list[T]:
         if self._data is None:
-            self._data = [self.item(i) for i in range(len(self.raw))]
+            convert = self._convert
+            try:
+                self._data = [convert(raw) for raw in self.raw]
+            except (KeyError, TypeError, ValueError, AttributeError):
+                self._data = [self.item(i) for i in range(len(self.raw))]  # raises, naming the item
         return self._data
 
     def item(self, index: int) -> T:
@@ -214,8 +218,8 @@ class ItemIterator(Generic[T]):
         self.pages = pages
         self._max_items = max_items
         self.items_yielded = 0
-        self._page: Page[T] | None = None
-        self._index = 0
+        self._items: Iterator[T] = iter(())
+        self._failure: ResponseValidationError | None = None
 
     @property
     def next_token(self) -> str | None:
@@ -233,13 +237,16 @@ class ItemIterator(Generic[T]):
         if self._max_items is not None and self.items_yielded >= self._max_items:
             await self.pages.aclose()
             raise StopAsyncIteration
-        while self._page is None or self._index >= len(self._page.raw):
-            self._page = await self.pages.__anext__()
-            self._index = 0
-        item = self._page.item(self._index)
-        self._index += 1
-        self.items_yielded += 1
-        return item
+        while True:
+            # A plain list iterator per page: the per-item cost stays at one next() call.
+            for item in self._items:
+                self.items_yielded += 1
+                return item
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
+            page = await self.pages.__anext__()
+            self._items, self._failure = _convert_page(page)
 
     async def aclose(self) -> None:
         await self.pages.aclose()
@@ -249,6 +256,20 @@ class ItemIterator(Generic[T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _convert_page(page: Page[T]) -> tuple[Iterator[T], ResponseValidationError | None]:
+    """The page's items as models; if one cannot be converted, the ones before it and the error."""
+    try:
+        return iter(page.data), None
+    except ResponseValidationError:
+        good: list[T] = []
+        for index in range(len(page.raw)):
+            try:
+                good.append(page.item(index))
+            except ResponseValidationError as exc:
+                return iter(good), exc
+        raise
 
 
 async def collect(items: AsyncIterator[T]) -> Sequence[T]:

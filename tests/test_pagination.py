@@ -196,3 +196,19 @@ async def test_an_item_that_cannot_be_converted_names_its_field() -> None:
         page.item(1)
     assert info.value.field == "data[1].name"
     assert info.value.request_id == "req-9"
+
+
+async def test_items_before_an_unconvertible_one_are_still_yielded() -> None:
+    def convert(item: dict[str, Any]) -> str:
+        return str(item["name"])
+
+    async def fetch(token: str | None) -> Page[str]:
+        return Page(operation="list-things", raw=[{"name": "a"}, {"name": "b"}, {}, {"name": "d"}], next_token=None,
+                    total=None, token=token, request_id="req-3", convert=convert)
+
+    seen = []
+    with pytest.raises(ResponseValidationError) as info:
+        async for name in ItemIterator(PageIterator("list-things", fetch)):
+            seen.append(name)
+    assert seen == ["a", "b"]
+    assert info.value.field == "data[2].name"
