@@ -9,8 +9,9 @@ Redis server's clock (``TIME``), so the workers' clocks never matter. Every gran
 batch of tokens a process may spend locally. At low rates a lease holds exactly the tokens asked
 for; at high rates it holds up to ``lease_size`` more, so most acquires cost no round trip.
 
-The script keeps ``level = tokens in the bucket + tokens held in live leases`` and refills the
-bucket only while ``level <= capacity``. A token leaves the level when it is spent; unused tokens
+The script keeps ``level = tokens in the bucket + tokens held in leases whose wait is over`` and
+refills the bucket only while ``level <= capacity`` (a lease granted on credit is debt, not level,
+until refill has covered it). A token leaves the level when it is spent; unused tokens
 go back into the bucket when the lease is settled (on the next round trip, on ``aclose``, or once
 the lease is stale). A lease the script has not heard back from by its expiry is counted as spent,
 never refunded, so a crashed process cannot hand out tokens twice. A process stops spending a
@@ -108,24 +109,24 @@ local function lease_tokens(member) return tonumber(string.match(member, ':(.+)$
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 
-local f = redis.call('HMGET', bucket, 'tokens', 'ts', 'held', 'factor', 'factor_ts')
+local f = redis.call('HMGET', bucket, 'tokens', 'ts', 'factor', 'factor_ts')
 local tokens = tonumber(f[1]) or capacity
 local ts = tonumber(f[2]) or now
-local held = tonumber(f[3]) or 0
-local factor0 = tonumber(f[4]) or 1
-local factor_ts = tonumber(f[5]) or 0
+local factor0 = tonumber(f[3]) or 1
+local factor_ts = tonumber(f[4]) or 0
 
 -- A lease not settled by its expiry counts as spent: its holder stopped using it before then.
-local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', num(now))
-for _, member in ipairs(expired) do held = held - lease_tokens(member) end
-if #expired > 0 then redis.call('ZREMRANGEBYSCORE', leases, '-inf', num(now)) end
-
+redis.call('ZREMRANGEBYSCORE', leases, '-inf', num(now))
 if settle ~= '' and redis.call('ZREM', leases, settle) == 1 then
-  local count = lease_tokens(settle)
-  held = held - count
-  tokens = tokens + math.min(math.max(returned, 0), count)
+  tokens = tokens + math.min(math.max(returned, 0), lease_tokens(settle))
 end
-if held < 1e-9 then held = 0 end
+-- Tokens in leases whose wait is over (expiry - validity <= now) may be spent at any moment, so
+-- they count against the capacity. Leases still waiting out a reservation do not: their tokens
+-- are the bucket's debt, not yet covered by refill.
+local held = 0
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', leases, '-inf', num(now + validity))) do
+  held = held + lease_tokens(member)
+end
 
 local function factor_at(x)
   if recovery <= 0 then return 1 end
@@ -156,13 +157,12 @@ if want > 0 then
     wait = (want - tokens) / (rate * factor)
   end
   tokens = tokens - granted
-  held = held + granted
   member = redis.call('HINCRBY', bucket, 'seq', 1) .. ':' .. num(granted)
   redis.call('ZADD', leases, num(now + wait + validity), member)
 end
 
-redis.call('HSET', bucket, 'tokens', num(tokens), 'ts', num(now), 'held', num(held),
-  'factor', num(factor0), 'factor_ts', num(factor_ts))
+redis.call('HSET', bucket, 'tokens', num(tokens), 'ts', num(now), 'factor', num(factor0),
+  'factor_ts', num(factor_ts))
 redis.call('PEXPIRE', bucket, ttl_ms)
 redis.call('PEXPIRE', leases, ttl_ms)
 return {num(granted), num(wait), member, num(rate * factor)}
