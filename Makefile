@@ -63,9 +63,11 @@ typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
 ## bench: throughput, rate fidelity, token refresh and extraction under faults against the fake tenant
-## (results in benchmarks/results/latest.md and .json; BENCH_FLAGS=--quick for a shorter run)
+## (results in benchmarks/results/latest.md and .json, the shared Redis budget's in redis.json;
+## BENCH_FLAGS=--quick for a shorter run)
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run.py --profile $(BENCH_FLAGS)
+	$(PY) benchmarks/redis_budget.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf amperity_async openapi/upstream openapi/amperity.json .generate-staging*

@@ -349,7 +349,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test of the benchmark)")
     parser.add_argument("--skip-tenant", action="store_true", help="leave out the fake-tenant runs")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    # make bench passes the same BENCH_FLAGS to every benchmark; flags meant for others are ignored.
+    args, _ = parser.parse_known_args()
     if args.worker:
         kind, spec = args.worker[0], json.loads(args.worker[1])
         if kind == "acquire":
