@@ -300,6 +300,11 @@ class RedisTokenBucket:
         self.expected_workers = expected_workers
         self.timeout = _positive("timeout", timeout)
         self.lease_validity = _positive("lease_validity", lease_validity)
+        if self.lease_validity < 2 * self.timeout:
+            # A lease must outlive the slowest round trip that can grant it, or it arrives stale.
+            raise ConfigurationError(
+                f"lease_validity ({lease_validity} s) must be at least twice the timeout ({timeout} s)"
+            )
         if not 0 < decrease_factor < 1:
             raise ConfigurationError(f"decrease_factor must be between 0 and 1, got {decrease_factor!r}")
         if not 0 < min_factor <= 1:

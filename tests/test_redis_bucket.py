@@ -270,7 +270,14 @@ async def test_stale_lease_is_returned_not_spent(redis_server: RedisServer, tena
 async def test_lease_never_settled_expires_as_spent(redis_server: RedisServer, tenant: str) -> None:
     client = redis_asyncio.Redis.from_url(redis_server.url)
     crashed = RedisTokenBucket(
-        client, tenant=tenant, api="profile", rate=SLOW, capacity=10, lease_size=4, lease_validity=0.3
+        client,
+        tenant=tenant,
+        api="profile",
+        rate=SLOW,
+        capacity=10,
+        lease_size=4,
+        lease_validity=0.3,
+        timeout=0.1,
     )
     other = RedisTokenBucket(
         redis_server.url, tenant=tenant, api="profile", rate=SLOW, capacity=10, lease_size=0
@@ -505,6 +512,7 @@ async def test_redis_killed_mid_run_falls_back_locally_and_returns(
         ({"expected_workers": 0}, "expected_workers"),
         ({"timeout": -1}, "timeout"),
         ({"lease_size": -1}, "lease_size"),
+        ({"lease_validity": 0.3}, "lease_validity"),
     ],
 )
 def test_bad_configuration_is_named(kwargs: dict[str, Any], match: str) -> None:
