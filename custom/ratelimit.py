@@ -62,6 +62,10 @@ class TokenBucket:
       ``decrease_interval`` seconds of a decrease count as the same event (they were sent before
       the decrease took effect). The rate then climbs back linearly to ``rate`` over
       ``recovery_seconds``. A ``retry_after`` pauses all grants until that many seconds from now.
+    - Window guard (``window=(count, seconds)``): besides the bucket, no ``seconds``-long interval
+      holds more than ``count`` grants, counted on actual grant times. With a capacity above 1 the
+      bucket then makes up for late wake-ups (no rate lost to timer granularity) while the guard
+      keeps a strict server window from ever seeing more than ``count`` requests.
     - One event loop: share a bucket between tasks and clients of one loop, not across threads.
     """
 
@@ -76,6 +80,7 @@ class TokenBucket:
         min_rate: float | None = None,
         recovery_seconds: float = 10.0,
         decrease_interval: float = 1.0,
+        window: tuple[int, float] | None = None,
     ) -> None:
         if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
             raise ValueError(f"rate must be a positive number of requests per second, got {rate!r}")
@@ -91,6 +96,11 @@ class TokenBucket:
             raise ValueError(f"recovery_seconds must be positive, got {recovery_seconds!r}")
         if decrease_interval < 0:
             raise ValueError(f"decrease_interval must not be negative, got {decrease_interval!r}")
+        if window is not None and not (window[0] >= 1 and window[1] > 0):
+            raise ValueError(f"window must be (count >= 1, seconds > 0), got {window!r}")
+        self.window = window
+        # Grant times (one per unit of cost) within the guarded window, oldest first.
+        self._granted: deque[float] = deque()
         self.rate = float(rate)
         self.capacity = float(capacity)
         self.adaptive = adaptive
@@ -165,11 +175,13 @@ class TokenBucket:
             raise ValueError(
                 f"cost must be positive and at most the bucket's capacity {self.capacity}, got {cost!r}"
             )
+        if self.window is not None and math.ceil(cost) > self.window[0]:
+            raise ValueError(f"cost {cost!r} exceeds the window's count {self.window[0]}")
         if not self._waiters:
             now = self._clock.now()
             self._refill(now)
-            if self._updated <= now and self._tokens >= cost - _EPSILON:
-                self._tokens -= cost
+            if self._updated <= now and self._tokens >= cost - _EPSILON and self._window_due(cost, now) <= now:
+                self._take(cost, now)
                 return
         waiter = _Waiter(cost)
         self._waiters.append(waiter)
@@ -190,11 +202,30 @@ class TokenBucket:
             self._refill(now)
             start = max(self._updated, now)
             deficit = cost - self._tokens
-            if deficit <= _EPSILON and start <= now:
-                self._tokens -= cost
+            window_due = self._window_due(cost, now)
+            if deficit <= _EPSILON and start <= now and window_due <= now:
+                self._take(cost, now)
                 return
             due = start + (self._time_to_accrue(deficit, start) if deficit > 0 else 0.0)
-            await self._clock.sleep_until(due)
+            await self._clock.sleep_until(max(due, window_due))
+
+    def _window_due(self, cost: float, now: float) -> float:
+        """When the window guard lets ``cost`` more units through (``now`` or earlier: at once)."""
+        if self.window is None:
+            return now
+        count, seconds = self.window
+        granted = self._granted
+        while granted and granted[0] <= now - seconds + _EPSILON:
+            granted.popleft()
+        over = len(granted) + math.ceil(cost) - int(count)
+        if over <= 0:
+            return now
+        return granted[over - 1] + seconds
+
+    def _take(self, cost: float, now: float) -> None:
+        self._tokens -= cost
+        if self.window is not None:
+            self._granted.extend([now] * math.ceil(cost))
 
     def _leave(self, waiter: _Waiter) -> None:
         was_head = self._waiters[0] is waiter

@@ -416,3 +416,56 @@ def test_per_operation_limits_make_one_bucket_per_operation_on_first_use() -> No
     assert isinstance(profiles, TokenBucket) and profiles.rate == 2000
     assert limiter_for(None) is limiter_for(None)
     assert made == ["control-plane", "control-plane", "profile", "control-plane"]
+
+
+# the window guard
+
+
+def most_in_any_window(times: list[float], seconds: float) -> int:
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while times[start] <= t - seconds + 1e-9:  # a grant exactly `seconds` earlier is outside
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+async def grants_within(bucket: TokenBucket, clock: ManualClock, tasks: int, seconds: float) -> list[float]:
+    """Grant times of ``tasks`` waiting tasks over ``seconds`` of clock time (the rest are cancelled)."""
+    times: list[float] = []
+
+    async def one() -> None:
+        await bucket.acquire()
+        times.append(clock.now())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(tasks):
+            tg.start_soon(one)
+        await clock.advance(seconds)
+        tg.cancel_scope.cancel()
+    return times
+
+
+async def test_window_guard_makes_up_for_late_wakeups_without_overfilling_any_window() -> None:
+    plain_clock, guarded_clock = ManualClock(), ManualClock()
+    plain = TokenBucket(10, clock=LateClock(plain_clock, 0.004))  # every sleep ends 4 ms late
+    guarded = TokenBucket(10, capacity=2, clock=LateClock(guarded_clock, 0.004), window=(10, 1.01))
+    plain_times = await grants_within(plain, plain_clock, 150, 10.0)
+    guarded_times = await grants_within(guarded, guarded_clock, 150, 10.0)
+    # capacity 1 loses the 4 ms of every late wake-up; the guarded bucket catches up
+    assert len(plain_times) <= 97
+    assert len(guarded_times) >= 99
+    # and no 1.01 s window (so no strict 1 s server window) ever holds more than 10
+    assert most_in_any_window(guarded_times, 1.01) == 10
+
+
+async def test_window_guard_holds_after_idle_and_refuses_a_cost_above_its_count() -> None:
+    clock = ManualClock()
+    bucket = TokenBucket(10, capacity=5, clock=clock, window=(10, 1.0))
+    times = await grants_within(bucket, clock, 30, 3.0)
+    assert times[:5] == [0.0] * 5  # the burst the capacity allows
+    assert most_in_any_window(times, 1.0) == 10
+    with pytest.raises(ValueError, match="window"):
+        await TokenBucket(20, capacity=20, clock=clock, window=(10, 1.0)).acquire(11)
+    with pytest.raises(ValueError, match="window"):
+        TokenBucket(10, window=(0, 1.0))
