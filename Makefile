@@ -9,7 +9,7 @@ OVERLAYS := $(wildcard openapi/overlays/*.yaml)
 TEMPLATES := $(wildcard openapi/templates/*.jinja)
 PIPELINE := $(wildcard custom/specs/*.py)
 
-.PHONY: install spec generate update-spec check-upstream test typecheck demo bench clean
+.PHONY: install spec generate update-spec check-upstream test typecheck demo demo-distributed bench clean
 
 install: $(VENV)/.installed
 
@@ -58,6 +58,10 @@ test: $(VENV)/.installed
 ## demo: the main job, a concurrent bulk extraction of a fake tenant (real limits) into ./out/
 demo: $(VENV)/.installed
 	$(BIN)/amperity-async demo --out out
+
+## demo-distributed: 4 worker processes extracting from one fake tenant through one Redis budget
+demo-distributed: $(VENV)/.installed
+	$(PY) benchmarks/distributed_demo.py
 
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy

@@ -160,14 +160,13 @@ def _redis_limits(url: str, tenant: str, args: argparse.Namespace) -> dict[str, 
         from .redis_bucket import RedisTokenBucket
     except ImportError as exc:
         raise UsageError(f"--redis-url needs the redis extra: pip install 'amperity-async[redis]' ({exc})") from exc
-    from .client import CONTROL_PLANE_RATE, PROFILE_RATE
-
+    # The shared bucket has no window guard, so rate + capacity stays within each documented limit
+    # (10/s, 2000/s): a strict one-second server window never sees one request too many.
     workers = max(1, int(getattr(args, "expected_workers", 1) or 1))
+    common = {"tenant": tenant, "expected_workers": workers, "on_unavailable": args.redis_unavailable}
     return {
-        "rate_limit": RedisTokenBucket(url, tenant=tenant, api="control-plane", rate=CONTROL_PLANE_RATE,
-                                       expected_workers=workers, on_unavailable=args.redis_unavailable),
-        "profile_rate_limit": RedisTokenBucket(url, tenant=tenant, api="profile", rate=PROFILE_RATE,
-                                               expected_workers=workers, on_unavailable=args.redis_unavailable),
+        "rate_limit": RedisTokenBucket(url, api="control-plane", rate=9.0, capacity=1, **common),
+        "profile_rate_limit": RedisTokenBucket(url, api="profile", rate=1950.0, capacity=50, **common),
     }
 
 
