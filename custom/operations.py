@@ -29,7 +29,14 @@ class OperationInfo:
     api: str
     stability: str
     paginated: bool
+    """A list whose cursor can be followed (``client.pages``/``paginate`` work on it)."""
+    returns_list: bool
+    """Answers with a page (a ``data`` array), paginated or not: one request per filter window."""
     item_schema: str | None
+    item_key: str | None
+    """The item property that identifies an item (``id``, ``event_id``), when the schema has one."""
+    max_window_days: int | None
+    """The longest time window (``*_from`` to ``*_to``) the operation accepts, where documented."""
     response_schema: str | None
     query: tuple[str, ...]
     required_query: tuple[str, ...]
@@ -69,7 +76,10 @@ def _build(op_id: str, raw: Mapping[str, Any]) -> OperationInfo:
         api=raw["api"],
         stability=raw["stability"],
         paginated=raw["paginated"],
+        returns_list=raw.get("returns_list", raw["paginated"]),
         item_schema=raw["item_schema"],
+        item_key=raw.get("item_key"),
+        max_window_days=raw.get("max_window_days"),
         response_schema=raw.get("response_schema"),
         query=tuple(raw["query"]),
         required_query=tuple(raw["required_query"]),
@@ -123,7 +133,8 @@ class OperationRegistry:
         return str(self.api_versions[api]["default_version"])
 
     def list_operations(self) -> list[OperationInfo]:
-        return [op for op in self._by_id.values() if op.paginated]
+        """Every operation that answers with a page of items, paginated or not."""
+        return [op for op in self._by_id.values() if op.returns_list]
 
 
 REGISTRY = OperationRegistry(OPERATIONS, API_VERSIONS)

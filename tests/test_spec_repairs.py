@@ -101,20 +101,21 @@ def list_pages_require_data(document: dict[str, Any]) -> bool:
     return all("data" in s.get("required", []) for s in pages)
 
 
-def _list_query(document: dict[str, Any]) -> list[set[str]]:
-    return [
-        {p["name"] for p in _params(document, op)}
-        for method, _, op in operations(document).values()
-        if method == "get" and "with_total" in {p["name"] for p in _params(document, op)}
-    ]
+def lists_without_a_usable_cursor_are_marked(document: dict[str, Any]) -> bool:
+    """Every list either takes a cursor it can follow or says it has none (one answer per window)."""
+    for method, _, op in operations(document).values():
+        names = {p["name"] for p in _params(document, op)}
+        if method != "get" or "with_total" not in names:
+            continue
+        marked = op.get("x-amperity-pagination") == "none"
+        if not marked and not {"limit", "next_token"} <= names:
+            return False
+    return True
 
 
-def every_list_takes_limit(document: dict[str, Any]) -> bool:
-    return all("limit" in names for names in _list_query(document))
-
-
-def every_list_takes_next_token(document: dict[str, Any]) -> bool:
-    return all("next_token" in names for names in _list_query(document))
+def ingest_jobs_window_is_at_most_seven_days(document: dict[str, Any]) -> bool:
+    found = operations(document).get("list-ingest-jobs")
+    return found is None or found[2].get("x-amperity-max-window-days") == 7
 
 
 def get_profile_has_distinct_path_parameters(document: dict[str, Any]) -> bool:
@@ -178,8 +179,6 @@ REPAIRS: list[tuple[str, str, Check]] = [
         every_operation_declares_429_and_503,
     ),
     ("common.yaml", "@.properties.data.type == 'array'", list_pages_require_data),
-    ("common.yaml", "'#/components/parameters/Limit'", every_list_takes_limit),
-    ("common.yaml", "'#/components/parameters/NextToken'", every_list_takes_next_token),
     ("profile.yaml", "$[?@['/indexes/{id}/profiles/{id}']]", get_profile_has_distinct_path_parameters),
     (
         "profile.yaml",
@@ -193,6 +192,7 @@ REPAIRS: list[tuple[str, str, Check]] = [
     ("profile.yaml", "!@.schema]", list_profiles_filter_is_a_deep_object),
     ("profile.yaml", "$.components.schemas", list_profiles_filter_is_a_deep_object),
     ("control-plane.yaml", "$.paths.*['get','put','post','patch','delete']", every_operation_names_its_api),
+    ("control-plane.yaml", "'list-ingest-jobs'", lists_without_a_usable_cursor_are_marked),
     ("profile.yaml", "$.paths.*['get','put','post','patch','delete']", every_operation_names_its_api),
 ]
 # Repairs without which the spec cannot be merged at all.
@@ -252,3 +252,7 @@ def test_every_overlay_action_has_a_test() -> None:
     actions = {(p.name, t) for p in (OPENAPI / "overlays").glob("*.yaml") for t in _targets(p.name)}
     assert actions - set(covered) == set(), "overlay actions without a test"
     assert len(covered) == len(set(covered)), "two tests name the same action"
+
+
+def test_ingest_jobs_carry_their_documented_window() -> None:
+    assert ingest_jobs_window_is_at_most_seven_days(normalized_spec())

@@ -48,6 +48,17 @@ def _resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
     return node
 
 
+def _item_key(item: dict[str, Any]) -> str | None:
+    """The property that identifies a list item (``id``, else the first string ``*_id`` it requires)."""
+    props = item.get("properties") or {}
+    if "id" in props:
+        return "id"
+    for name in [*(item.get("required") or ()), *props]:
+        if name.endswith("_id") and (props.get(name) or {}).get("type", "string") == "string":
+            return str(name)
+    return None
+
+
 def operation_index(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per operationId: what the client layer needs to know about it, from the normalized spec."""
     index: dict[str, dict[str, Any]] = {}
@@ -69,9 +80,14 @@ def operation_index(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
             item_schema = None
             page = _resolve(document, page_schema) if page_schema else {}
             data = page.get("properties", {}).get("data", {})
-            paginated = method == "get" and "next_token" in query and data.get("type") == "array"
-            if paginated:
+            # A list answers with a `data` array; it is paginated only when its cursor can be followed
+            # (an overlay marks lists whose documented cursor is unusable with x-amperity-pagination).
+            returns_list = method == "get" and data.get("type") == "array"
+            cursor_usable = operation.get("x-amperity-pagination", "cursor") != "none"
+            paginated = returns_list and cursor_usable and "next_token" in query
+            if returns_list:
                 item_schema = data.get("items", {}).get("$ref", "").rsplit("/", 1)[-1] or None
+            item_key = _item_key(_resolve(document, data.get("items", {}))) if returns_list else None
             windows = [
                 [name, name[: -len("_from")] + "_to"]
                 for name in query
@@ -84,7 +100,10 @@ def operation_index(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "api": operation["x-amperity-api"],
                 "stability": operation.get("x-amperity-stability", "stable"),
                 "paginated": paginated,
+                "returns_list": returns_list,
                 "item_schema": item_schema,
+                "item_key": item_key,
+                "max_window_days": operation.get("x-amperity-max-window-days"),
                 "response_schema": page_schema.get("$ref", "").rsplit("/", 1)[-1] or None,
                 "query": query,
                 "required_query": [p["name"] for p in params if p.get("in") == "query" and p.get("required")],
