@@ -238,7 +238,7 @@ def against_fake_tenant(
     redis_url: str, api: str, seconds: float, processes: int = 4, tasks: int = 50, ceiling: bool = False
 ) -> dict[str, Any]:
     """``ceiling``: the tenant enforces no limit and the budget is unbounded (the machine's own rate)."""
-    from amperity_async.custom.fake_tenant import start_in_thread
+    from amperity_async.testing import start_in_thread
 
     budget, capacity, limit = (
         (CONTROL_PLANE_BUDGET, CONTROL_PLANE_CAPACITY, CONTROL_PLANE_LIMIT)

@@ -347,7 +347,7 @@ async def cmd_check_upstream(args: argparse.Namespace) -> int:
 
 
 async def cmd_fake_tenant(args: argparse.Namespace) -> int:
-    from .fake_tenant.cli import run_from_args
+    from amperity_async.testing.cli import run_from_args
 
     await run_from_args(args)
     return 0
@@ -355,7 +355,7 @@ async def cmd_fake_tenant(args: argparse.Namespace) -> int:
 
 async def cmd_demo(args: argparse.Namespace) -> int:
     """The main job end to end: a fake tenant with the real limits, extract-all, a summary table."""
-    from .fake_tenant import FakeTenant, FakeTenantConfig
+    from amperity_async.testing import FakeTenant, FakeTenantConfig
 
     config = FakeTenantConfig(rows=args.rows, indexes=args.indexes, profiles_per_index=args.profiles, seed=args.seed)
     out = Path(args.out)
@@ -437,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fake = commands.add_parser("fake-tenant", help="serve an embedded fake Amperity tenant on 127.0.0.1")
     try:
-        from .fake_tenant.cli import add_arguments
+        from amperity_async.testing.cli import add_arguments
     except ImportError:  # the fake tenant's own dependencies are missing
         pass
     else:

@@ -101,7 +101,7 @@ def __getattr__(name: str) -> object:
         return RedisTokenBucket
     if name in ("FakeTenant", "FakeTenantConfig"):
         # The fake tenant (aiohttp server, spec loading) is imported only by code that uses it.
-        from . import fake_tenant
+        from amperity_async import testing
 
-        return getattr(fake_tenant, name)
+        return getattr(testing, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,3 +1,5 @@
+pytest_plugins = ["amperity_async.testing.pytest_plugin"]
+
 import pytest
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from amperity_async.custom.fake_tenant import FakeTenant, FakeTenantConfig
+from amperity_async.testing import FakeTenant, FakeTenantConfig
 
 CONTROL_PLANE = "2024-04-01"
 PROFILE = "2025-07-31"

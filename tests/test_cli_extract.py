@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from amperity_async.custom.cli import main
-from amperity_async.custom.fake_tenant import FakeTenantConfig
+from amperity_async.testing import FakeTenantConfig
 
 
 @pytest.fixture

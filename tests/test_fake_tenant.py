@@ -15,10 +15,10 @@ import pytest
 from fake_tenant_support import CONTROL_PLANE, PROFILE, ManualClock, headers, running, walk
 
 from amperity_async.custom.errors import ConfigurationError
-from amperity_async.custom.fake_tenant import FakeTenant, FakeTenantConfig, start_in_thread
-from amperity_async.custom.fake_tenant.cli import add_arguments, config_from_args
-from amperity_async.custom.fake_tenant.faults import DROP, FaultInjector
-from amperity_async.custom.fake_tenant.limits import WindowLimiter
+from amperity_async.testing import FakeTenant, FakeTenantConfig, start_in_thread
+from amperity_async.testing.cli import add_arguments, config_from_args
+from amperity_async.testing.faults import DROP, FaultInjector
+from amperity_async.testing.limits import WindowLimiter
 
 pytestmark = pytest.mark.anyio
 

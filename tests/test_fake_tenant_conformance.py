@@ -11,8 +11,8 @@ import pytest
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from amperity_async.custom.fake_tenant.data import is_terminal
-from amperity_async.custom.fake_tenant.spec import ACTION, CREATE, GET, LIST, TenantSpec
+from amperity_async.testing.data import is_terminal
+from amperity_async.testing.spec import ACTION, CREATE, GET, LIST, TenantSpec
 
 from fake_tenant_support import headers, running
 

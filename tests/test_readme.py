@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from amperity_async.custom.fake_tenant import FakeTenant, FakeTenantConfig
+from amperity_async.testing import FakeTenant, FakeTenantConfig
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)

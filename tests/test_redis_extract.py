@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from amperity_async.custom.fake_tenant import FakeTenantConfig
+from amperity_async.testing import FakeTenantConfig
 
 from redis_server import RedisServer
 

@@ -204,8 +204,10 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
             raise GenerateError(f"ruff could not format _operations.py:\n{fmt.stdout}{fmt.stderr}")
         digest = tree_hash(staging)
         # The hand-written layer appears inside the package for tools that only follow the source
-        # tree (type checkers); installs map amperity_async.custom to custom/ in setup.py.
+        # tree (type checkers); installs map amperity_async.custom to custom/ and
+        # amperity_async.testing to custom/testing/ in setup.py.
         (staging / "custom").symlink_to(Path("..") / "custom", target_is_directory=True)
+        (staging / "testing").symlink_to(Path("..") / "custom" / "testing", target_is_directory=True)
         destination = out or project / PACKAGE
         destination.parent.mkdir(parents=True, exist_ok=True)
         copy_tree_atomically(staging, destination)

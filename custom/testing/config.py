@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import ConfigurationError
+from amperity_async.custom.errors import ConfigurationError
 
 Clock = Callable[[], float]
 """Wall-clock seconds since the epoch; token expiry and rate windows read it (tests pass a manual one)."""

@@ -1,6 +1,7 @@
 """pytest fixtures for code that talks to Amperity: a fake tenant on a free 127.0.0.1 port.
 
-Installed with the package (entry point ``pytest11``), so any test can ask for ``fake_tenant``::
+Opt in from a ``conftest.py`` with ``pytest_plugins = ["amperity_async.testing.pytest_plugin"]`` (or
+run ``pytest -p amperity_async.testing.pytest_plugin``); then any test can ask for ``fake_tenant``::
 
     def test_segments(fake_tenant):
         client = AmperityClient(tenant=fake_tenant.config.tenant, base_url=fake_tenant.base_url,
@@ -18,13 +19,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from .fake_tenant import FakeTenantConfig, ThreadedFakeTenant
+    from amperity_async.testing import FakeTenantConfig, ThreadedFakeTenant
 
 
 @pytest.fixture
 def fake_tenant_config() -> FakeTenantConfig:
     """The settings of ``fake_tenant``: small collections, the real rate limits. Override to change."""
-    from .fake_tenant import FakeTenantConfig
+    from amperity_async.testing import FakeTenantConfig
 
     return FakeTenantConfig(rows=100, indexes=2, profiles_per_index=100)
 
@@ -32,7 +33,7 @@ def fake_tenant_config() -> FakeTenantConfig:
 @pytest.fixture
 def fake_tenant(fake_tenant_config: FakeTenantConfig) -> Iterator[ThreadedFakeTenant]:
     """A running fake Amperity tenant (``.base_url``, ``.client_id``, ``.client_secret``, ``.stats``)."""
-    from .fake_tenant import start_in_thread
+    from amperity_async.testing import start_in_thread
 
     with start_in_thread(fake_tenant_config) as tenant:
         yield tenant

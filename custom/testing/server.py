@@ -14,7 +14,7 @@ from typing import Any, Self
 import attrs
 from aiohttp import web
 
-from ..errors import ConfigurationError
+from amperity_async.custom.errors import ConfigurationError
 from .app import API_PREFIX, TenantApp
 from .config import FakeTenantConfig
 from .data import Dataset

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from ..errors import ConfigurationError
+from amperity_async.custom.errors import ConfigurationError
 
 Schema = dict[str, Any]
 
