@@ -34,7 +34,7 @@ REQUIRED_ONLY: dict[str, tuple[dict[str, Any], str, str, str]] = {
         {"created_from": START, "created_to": END},
         "GET",
         "/api/ingest/jobs",
-        "created_from=2025-01-01T00%3A00%3A00%2B00%3A00&created_to=2025-01-08T00%3A00%3A00%2B00%3A00",
+        "created_from=2025-01-01T00%3A00%3A00Z&created_to=2025-01-08T00%3A00%3A00Z",
     ),
     "get-ingest-job": ({"job_id": "job-1"}, "GET", "/api/ingest/jobs/job-1", ""),
     "list-workflows": ({}, "GET", "/api/workflow/runs", ""),
