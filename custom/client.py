@@ -31,7 +31,7 @@ from .clock import Clock, SystemClock
 from .errors import ConfigurationError, ResponseValidationError, error_for_response
 from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
 from .pagination import ItemIterator, Page, PageIterator
-from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket
+from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
 from .transport import AmperityTransport, RetryPolicy, TransportStats, default_inner_transport
 from .validation import ResponseValidator
 
@@ -114,7 +114,8 @@ class AmperityClient:
     """An async client for one Amperity tenant.
 
     Use it as an async context manager: ``async with AmperityClient(...) as client``. Limits given
-    as ``rate_limit``/``profile_rate_limit`` may be shared by several clients (one budget).
+    as ``rate_limit``/``profile_rate_limit`` may be shared by several clients (one budget); left out
+    (None) they are buckets at the documented limits, and ``UNLIMITED`` turns the client-side limit off.
     """
 
     def __init__(
@@ -125,8 +126,8 @@ class AmperityClient:
         base_url: str | None = None,
         api_version: str = "2024-04-01",
         profile_api_version: str = "2025-07-31",
-        rate_limit: RateLimiter | None = None,
-        profile_rate_limit: RateLimiter | None = None,
+        rate_limit: RateLimiter | Unlimited | None = None,
+        profile_rate_limit: RateLimiter | Unlimited | None = None,
         per_operation_limits: bool = False,
         max_retries: int = 5,
         timeout: float | httpx.Timeout = 60.0,
@@ -166,8 +167,12 @@ class AmperityClient:
             )
         else:
             limiter_for = PerApiLimits({
-                CONTROL_PLANE: rate_limit or default_bucket(CONTROL_PLANE_RATE, self._clock),
-                PROFILE: profile_rate_limit or default_bucket(PROFILE_RATE, self._clock),
+                CONTROL_PLANE: choose_limiter(
+                    rate_limit, lambda: default_bucket(CONTROL_PLANE_RATE, self._clock), setting="rate_limit"
+                ),
+                PROFILE: choose_limiter(
+                    profile_rate_limit, lambda: default_bucket(PROFILE_RATE, self._clock), setting="profile_rate_limit"
+                ),
             })
         inner = transport if transport is not None else default_inner_transport(max_connections=max_connections)
         self._transport = AmperityTransport(

@@ -24,7 +24,7 @@ from .errors import (
 )
 from .pagination import ItemIterator, Page, PageIterator
 from .clock import Clock, ManualClock, SystemClock
-from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket
+from .ratelimit import UNLIMITED, PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited
 from .transport import AmperityTransport, RequestCounts, RetryPolicy, TransportStats, default_inner_transport
 from .auth import (
     AmperityAuth,
@@ -78,6 +78,8 @@ __all__: list[str] = [
     "PerOperationLimits",
     "RateLimiter",
     "TokenBucket",
+    "UNLIMITED",
+    "Unlimited",
     "AmperityTransport",
     "RequestCounts",
     "RetryPolicy",
