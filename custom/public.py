@@ -22,7 +22,7 @@ from .errors import (
     TokenExpiredError,
     UnstableOperationError,
 )
-from .pagination import ItemIterator, Page, PageIterator
+from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
 from .clock import Clock, ManualClock, SystemClock
 from .ratelimit import UNLIMITED, PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited
 from .transport import AmperityTransport, RequestCounts, RetryPolicy, TransportStats, default_inner_transport
@@ -62,6 +62,7 @@ __all__: list[str] = [
     "ItemIterator",
     "Page",
     "PageIterator",
+    "PaginationGuards",
     "AmperityAuth",
     "ClientCredentials",
     "IssuerToken",
