@@ -273,9 +273,9 @@ class PageIterator(Generic[T]):
 
     async def __anext__(self) -> Page[T]:
         if self._stop is not None:
-            stop, self._stop = self._stop, None
+            pending, self._stop = self._stop, None
             self._finished = True
-            raise stop
+            raise pending
         if self._finished or (self._started and self.next_token is None):
             self._finished = True
             raise StopAsyncIteration
