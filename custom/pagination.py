@@ -107,20 +107,31 @@ class Page(Generic[T]):
 FetchPage = Callable[[str | None], Awaitable[Page[T]]]
 
 
-def item_identity(item_key: str | None) -> Callable[[Any], Hashable]:
-    """What tells two items of a list apart: the value of ``item_key``, else the whole item."""
+def _whole(item: Any) -> Hashable:
+    return ("whole", json.dumps(item, sort_keys=True, separators=(",", ":"), default=str))
 
-    def whole(item: Any) -> Hashable:
-        return ("whole", json.dumps(item, sort_keys=True, separators=(",", ":"), default=str))
 
-    if item_key is None:
-        return whole
+def page_identities(item_key: str | None) -> Callable[[list[Any]], list[Hashable]]:
+    """What tells the items of a page apart: the value of ``item_key``, else the whole item."""
 
     def by_key(item: Any) -> Hashable:
         value = item.get(item_key) if isinstance(item, dict) else None
-        return value if isinstance(value, (str, int)) else whole(item)
+        return value if isinstance(value, (str, int)) else _whole(item)
 
-    return by_key
+    def identities(raw: list[Any]) -> list[Hashable]:
+        if item_key is not None:
+            # Every item carries its key as a string: one pass in C (this runs for every page).
+            try:
+                keys = [item[item_key] for item in raw]
+            except (KeyError, TypeError):
+                pass
+            else:
+                if all(type(key) is str for key in keys):
+                    return keys
+            return [by_key(item) for item in raw]
+        return [_whole(item) for item in raw]
+
+    return identities
 
 
 class _LoopGuard(Generic[T]):
@@ -132,11 +143,15 @@ class _LoopGuard(Generic[T]):
     """
 
     def __init__(
-        self, operation: str, guards: PaginationGuards, identity: Callable[[Any], Hashable], start_token: str | None
+        self,
+        operation: str,
+        guards: PaginationGuards,
+        identities: Callable[[list[Any]], list[Hashable]],
+        start_token: str | None,
     ) -> None:
         self._operation = operation
         self._guards = guards
-        self._identity = identity
+        self._identities = identities
         self._cursors: set[str] = set() if start_token is None else {start_token}
         self._previous: set[Hashable] = set()
         self._page_hashes: set[int] = set()
@@ -179,14 +194,13 @@ class _LoopGuard(Generic[T]):
     def _fresh(self, page: Page[T]) -> Page[T]:
         if not page.raw:
             return page
-        identities = [self._identity(item) for item in page.raw]
+        identities = self._identities(page.raw)
         page_hash = hash(tuple(identities))
-        previous = self._previous
-        if page_hash in self._page_hashes:
-            previous = set(identities)  # the same page as an earlier one: every item is a repeat
+        current = set(identities)
+        previous = current if page_hash in self._page_hashes else self._previous
         self._page_hashes.add(page_hash)
-        self._previous = set(identities)
-        if previous.isdisjoint(identities) and len(self._previous) == len(identities):
+        self._previous = current
+        if len(current) == len(identities) and previous.isdisjoint(current):
             return page  # the usual case: nothing repeats
         seen = set(previous)
         fresh = []
@@ -262,7 +276,7 @@ class PageIterator(Generic[T]):
         self._started = False
         self._finished = max_pages == 0
         self._guard: _LoopGuard[T] = _LoopGuard(
-            operation, guards or PaginationGuards(), item_identity(item_key), start_token
+            operation, guards or PaginationGuards(), page_identities(item_key), start_token
         )
         self._ahead: _Prefetch[T] | None = None
         self._stop: PaginationError | None = None
