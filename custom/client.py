@@ -30,8 +30,8 @@ from .auth import AmperityAuth, StaticToken, TokenEndpointContext, TokenRefreshe
 from .clock import Clock, SystemClock
 from .errors import ConfigurationError, ResponseValidationError, error_for_response
 from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
-from .pagination import ItemIterator, Page, PageIterator
-from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket
+from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
+from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
 from .transport import AmperityTransport, RetryPolicy, TransportStats, default_inner_transport
 from .validation import ResponseValidator
 
@@ -63,7 +63,7 @@ class PageModel(Protocol[T_co]):
     def data(self) -> Sequence[T_co]: ...
 
     @property
-    def next_token(self) -> str | Unset: ...
+    def next_token(self) -> str | None | Unset: ...
 
 
 class ListOperation(Protocol[T_co]):
@@ -114,7 +114,8 @@ class AmperityClient:
     """An async client for one Amperity tenant.
 
     Use it as an async context manager: ``async with AmperityClient(...) as client``. Limits given
-    as ``rate_limit``/``profile_rate_limit`` may be shared by several clients (one budget).
+    as ``rate_limit``/``profile_rate_limit`` may be shared by several clients (one budget); left out
+    (None) they are buckets at the documented limits, and ``UNLIMITED`` turns the client-side limit off.
     """
 
     def __init__(
@@ -125,8 +126,8 @@ class AmperityClient:
         base_url: str | None = None,
         api_version: str = "2024-04-01",
         profile_api_version: str = "2025-07-31",
-        rate_limit: RateLimiter | None = None,
-        profile_rate_limit: RateLimiter | None = None,
+        rate_limit: RateLimiter | Unlimited | None = None,
+        profile_rate_limit: RateLimiter | Unlimited | None = None,
         per_operation_limits: bool = False,
         max_retries: int = 5,
         timeout: float | httpx.Timeout = 60.0,
@@ -135,6 +136,7 @@ class AmperityClient:
         max_connections: int = 100,
         token_leeway: float = 60.0,
         prefetch: bool = True,
+        pagination_guards: PaginationGuards | None = None,
         validate_responses: bool = True,
         clock: Clock | None = None,
         wall_clock: Callable[[], float] = time.time,
@@ -156,6 +158,7 @@ class AmperityClient:
                 raise ConfigurationError(f"the {api} api_version must be a version date such as '2024-04-01'")
         self.registry = registry
         self.prefetch = prefetch
+        self.pagination_guards = pagination_guards or PaginationGuards()
         self._clock = clock or SystemClock()
         timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         rates = {CONTROL_PLANE: CONTROL_PLANE_RATE, PROFILE: PROFILE_RATE}
@@ -166,8 +169,12 @@ class AmperityClient:
             )
         else:
             limiter_for = PerApiLimits({
-                CONTROL_PLANE: rate_limit or default_bucket(CONTROL_PLANE_RATE, self._clock),
-                PROFILE: profile_rate_limit or default_bucket(PROFILE_RATE, self._clock),
+                CONTROL_PLANE: choose_limiter(
+                    rate_limit, lambda: default_bucket(CONTROL_PLANE_RATE, self._clock), setting="rate_limit"
+                ),
+                PROFILE: choose_limiter(
+                    profile_rate_limit, lambda: default_bucket(PROFILE_RATE, self._clock), setting="profile_rate_limit"
+                ),
             })
         inner = transport if transport is not None else default_inner_transport(max_connections=max_connections)
         self._transport = AmperityTransport(
@@ -304,10 +311,21 @@ class AmperityClient:
         start_token: str | None = None,
         max_pages: int | None = None,
         prefetch: bool | None = None,
+        pagination_guards: PaginationGuards | None = None,
         **params: Any,
     ) -> PageIterator[T]:
-        """Whole pages of a list operation: ``async for page in client.pages(list_segment, limit=100)``."""
+        """Whole pages of a list operation: ``async for page in client.pages(list_segment, limit=100)``.
+
+        ``max_pages`` stops after that many pages (``next_token`` is then where the list goes on);
+        ``pagination_guards`` replaces the client's for this call.
+        """
         info = self.operation(operation)  # type: ignore[arg-type]
+        if info.returns_list and not info.paginated:
+            window = f" (at most {info.max_window_days} days each)" if info.max_window_days else ""
+            raise ConfigurationError(
+                f"{info.name} answers with one page and no cursor to follow: call it with "
+                f"client.call({info.name}, ...), one request per time window{window}"
+            )
         if not info.paginated:
             raise ConfigurationError(f"{info.name} is not a list operation; use client.call({info.name}, ...)")
         if "next_token" in params:
@@ -319,7 +337,7 @@ class AmperityClient:
             response = await self._send(info, args, page_params)
             body = self._decode(info, response)
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-                    raise ResponseValidationError(
+                raise ResponseValidationError(
                     operation=info.operation_id,
                     field="data",
                     detail="a list response must carry a `data` array",
@@ -344,6 +362,8 @@ class AmperityClient:
             start_token=start_token,
             max_pages=max_pages,
             spawner=self._task_group if use_prefetch else None,
+            item_key=info.item_key,
+            guards=pagination_guards or self.pagination_guards,
         )
 
     def paginate(
@@ -355,11 +375,18 @@ class AmperityClient:
         start_token: str | None = None,
         max_pages: int | None = None,
         prefetch: bool | None = None,
+        pagination_guards: PaginationGuards | None = None,
         **params: Any,
     ) -> ItemIterator[T]:
         """Items across pages: ``async for segment in client.paginate(list_segment, limit=100)``."""
         pages = self.pages(
-            operation, *args, start_token=start_token, max_pages=max_pages, prefetch=prefetch, **params
+            operation,
+            *args,
+            start_token=start_token,
+            max_pages=max_pages,
+            prefetch=prefetch,
+            pagination_guards=pagination_guards,
+            **params,
         )
         return ItemIterator(pages, max_items=max_items)
 

@@ -22,9 +22,9 @@ from .errors import (
     TokenExpiredError,
     UnstableOperationError,
 )
-from .pagination import ItemIterator, Page, PageIterator
+from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
 from .clock import Clock, ManualClock, SystemClock
-from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket
+from .ratelimit import UNLIMITED, PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited
 from .transport import AmperityTransport, RequestCounts, RetryPolicy, TransportStats, default_inner_transport
 from .auth import (
     AmperityAuth,
@@ -62,6 +62,7 @@ __all__: list[str] = [
     "ItemIterator",
     "Page",
     "PageIterator",
+    "PaginationGuards",
     "AmperityAuth",
     "ClientCredentials",
     "IssuerToken",
@@ -78,6 +79,8 @@ __all__: list[str] = [
     "PerOperationLimits",
     "RateLimiter",
     "TokenBucket",
+    "UNLIMITED",
+    "Unlimited",
     "AmperityTransport",
     "RequestCounts",
     "RetryPolicy",

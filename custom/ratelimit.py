@@ -7,14 +7,16 @@ multiplicatively when the server answers 429 and climbs back linearly once the 4
 
 from __future__ import annotations
 
+import enum
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 import anyio
 
 from .clock import Clock, SystemClock
+from .errors import ConfigurationError
 from .operations import CONTROL_PLANE, OperationInfo
 
 # Float slack when comparing accrued tokens with a cost: a waiter woken exactly at its due time
@@ -33,6 +35,39 @@ class RateLimiter(Protocol):
     def on_rate_limited(self, retry_after: float | None = None) -> None:
         """The server answered 429 (``retry_after``: seconds it asked to wait, if it said)."""
         ...
+
+
+class Unlimited(enum.Enum):
+    """The type of ``UNLIMITED``."""
+
+    UNLIMITED = "unlimited"
+
+    def __repr__(self) -> str:
+        return "UNLIMITED"
+
+
+UNLIMITED: Final = Unlimited.UNLIMITED
+"""``rate_limit=UNLIMITED``: no client-side limit at all, for tenants whose limits Amperity raised.
+
+Distinct from ``None``, which means the default bucket at the documented limit. A 429 is still
+retried after the server's ``Retry-After`` or a backoff.
+"""
+
+
+def choose_limiter(
+    given: RateLimiter | Unlimited | None, default: Callable[[], RateLimiter], *, setting: str
+) -> RateLimiter | None:
+    """The limiter a client setting asks for: ``None`` (not given) -> ``default()``, ``UNLIMITED`` -> none."""
+    if given is UNLIMITED:
+        return None
+    if given is None:
+        return default()
+    if not isinstance(given, RateLimiter):
+        raise ConfigurationError(
+            f"{setting} must be a rate limiter such as TokenBucket(rate=...), None for the default "
+            f"(the documented limit) or UNLIMITED for no client-side limit; got {given!r}"
+        )
+    return given
 
 
 class _Waiter:

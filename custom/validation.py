@@ -4,7 +4,10 @@ Generated ``from_dict`` methods trust the server: a missing field surfaces as a 
 wrong type often not at all. Here each operation's response schema (from the packaged normalized
 spec) is compiled once into msgspec types, which decode and check a page in C, naming the exact
 field on failure. Unknown fields pass (Amperity adds fields as a non-breaking change), and so do
-new enum values.
+new enum values. Where the documents are silent the check is liberal: an optional field may be null
+(Amperity's servers send null for values they do not have, such as a running workflow's
+``ended_at`` or a last page's ``next_token``). Where they are explicit it is strict: a required field
+that is missing, null or of the wrong type is an error naming the field.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class SchemaCompiler:
                 if prop in required:
                     fields.append((prop, typ))
                 else:
-                    fields.append((prop, Union[typ, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
+                    fields.append((prop, Union[typ, None, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
             fields.sort(key=lambda f: len(f) == 3)  # msgspec wants required fields first
             return msgspec.defstruct(name, fields, forbid_unknown_fields=False)
         if isinstance(kind, str) and kind in _SCALARS:

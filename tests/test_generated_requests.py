@@ -16,6 +16,7 @@ from spec_support import normalized_spec, operations
 
 from amperity_async._operations import OPERATIONS
 from amperity_async.client import AuthenticatedClient
+from amperity_async.custom.errors import ConfigurationError
 from amperity_async.models.error_response import ErrorResponse
 from amperity_async.models.profile_filter import ProfileFilter
 from amperity_async.models.workflow_run_request import WorkflowRunRequest
@@ -34,7 +35,7 @@ REQUIRED_ONLY: dict[str, tuple[dict[str, Any], str, str, str]] = {
         {"created_from": START, "created_to": END},
         "GET",
         "/api/ingest/jobs",
-        "created_from=2025-01-01T00%3A00%3A00%2B00%3A00&created_to=2025-01-08T00%3A00%3A00%2B00%3A00",
+        "created_from=2025-01-01T00%3A00%3A00Z&created_to=2025-01-08T00%3A00%3A00Z",
     ),
     "get-ingest-job": ({"job_id": "job-1"}, "GET", "/api/ingest/jobs/job-1", ""),
     "list-workflows": ({}, "GET", "/api/workflow/runs", ""),
@@ -122,6 +123,55 @@ async def test_list_profiles_sends_one_filter_pair_per_attribute(
         ("filter[last_name]", "Smith"),
         ("filter[city]", "Seattle"),
     ]
+
+
+@pytest.mark.anyio
+async def test_a_profile_filter_built_with_keywords_is_sent_as_filter_pairs(
+    wire: tuple[AuthenticatedClient, respx.Router],
+) -> None:
+    client, router = wire
+    await _function("list-profiles")(client=client, id="idx-1", filter_=ProfileFilter(first_name="Daniel"))
+    assert router.calls.last.request.url.params.multi_items() == [("filter[first_name]", "Daniel")]
+
+
+@pytest.mark.anyio
+async def test_datetime_parameters_are_sent_in_utc_and_naive_ones_refused(
+    wire: tuple[AuthenticatedClient, respx.Router],
+) -> None:
+    client, router = wire
+    tokyo = datetime.timezone(datetime.timedelta(hours=9))
+    await _function("list-events")(
+        client=client,
+        happened_from=datetime.datetime(2026, 1, 1, 9, 0, 0, 250000, tzinfo=tokyo),
+        happened_to=END,
+    )
+    assert router.calls.last.request.url.params.multi_items() == [
+        ("happened_from", "2026-01-01T00:00:00.250Z"),
+        ("happened_to", "2025-01-08T00:00:00Z"),
+    ]
+    calls = len(router.calls)
+    with pytest.raises(ConfigurationError, match="happened_to=.* is a naive datetime"):
+        await _function("list-events")(client=client, happened_to=datetime.datetime(2026, 1, 1))
+    with pytest.raises(ConfigurationError, match="happened_from must be a timezone-aware datetime"):
+        await _function("list-events")(client=client, happened_from="2026-01-01")
+    assert len(router.calls) == calls
+
+
+@pytest.mark.anyio
+async def test_a_request_body_datetime_is_sent_in_utc(wire: tuple[AuthenticatedClient, respx.Router]) -> None:
+    client, router = wire
+    plus_two = datetime.timezone(datetime.timedelta(hours=2))
+    body = WorkflowRunRequest(
+        config_id="cfg-1",
+        range_from=datetime.datetime(2026, 4, 1, 2, tzinfo=plus_two),
+        range_to=datetime.datetime(2026, 4, 2, 2, 0, 0, 123456, tzinfo=plus_two),
+    )
+    await _function("run-workflow")(client=client, body=body)
+    assert json.loads(router.calls.last.request.content) == {
+        "config_id": "cfg-1",
+        "range_from": "2026-04-01T00:00:00Z",
+        "range_to": "2026-04-02T00:00:00.123456Z",
+    }
 
 
 @pytest.mark.anyio

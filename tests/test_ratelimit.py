@@ -6,11 +6,22 @@ import math
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
+from amperity_async import AmperityClient, StaticToken
+from amperity_async.api.indexes import list_indexes
+from amperity_async.api.segments import list_segment
 from amperity_async.custom.clock import Clock, ManualClock, SystemClock
+from amperity_async.custom.errors import ConfigurationError
 from amperity_async.custom.operations import REGISTRY
-from amperity_async.custom.ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket
+from amperity_async.custom.ratelimit import (
+    UNLIMITED,
+    PerApiLimits,
+    PerOperationLimits,
+    RateLimiter,
+    TokenBucket,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -469,3 +480,69 @@ async def test_window_guard_holds_after_idle_and_refuses_a_cost_above_its_count(
         await TokenBucket(20, capacity=20, clock=clock, window=(10, 1.0)).acquire(11)
     with pytest.raises(ValueError, match="window"):
         TokenBucket(10, window=(0, 1.0))
+
+
+# "no client-side limit" versus "the default limit"
+
+
+def _counting_client(clock: ManualClock, **limits: Any) -> tuple[AmperityClient, list[str]]:
+    """A client on an in-memory server answering every segment list; the paths it was sent."""
+    seen: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        return httpx.Response(200, json={"data": []})
+
+    client = AmperityClient(
+        tenant="acme", auth=StaticToken(_TOKEN), transport=httpx.MockTransport(answer), clock=clock, **limits
+    )
+    return client, seen
+
+
+_TOKEN = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJrZXktMSIsImV4cCI6NDEwMjQ0NDgwMH0.c2ln"  # exp in 2100
+
+
+async def test_unlimited_sends_every_request_without_waiting_on_the_clock() -> None:
+    clock = ManualClock()
+    client, seen = _counting_client(clock, rate_limit=UNLIMITED, profile_rate_limit=UNLIMITED)
+    async with client, anyio.create_task_group() as tg:
+        for _ in range(30):
+            tg.start_soon(client.call, list_segment)
+        for _ in range(30):
+            tg.start_soon(client.call, list_indexes)
+        await clock.advance(0)  # let every task run; virtual time never moves
+        assert clock.pending_sleepers == 0
+    assert seen.count("/api/segments") == 30 and seen.count("/api/indexes") == 30
+    assert clock.now() == 0
+
+
+async def test_none_keeps_the_documented_default_limit() -> None:
+    clock = ManualClock()
+    client, seen = _counting_client(clock, rate_limit=None)
+    async with client, anyio.create_task_group() as tg:
+        for _ in range(12):
+            tg.start_soon(client.call, list_segment)
+        await clock.advance(0)
+        assert len(seen) == 2  # the default bucket's capacity; the rest wait for tokens
+        await clock.advance(1.0)
+        assert len(seen) == 10  # at most 10 in any 1.01 s
+        await clock.advance(1.0)
+        assert len(seen) == 12
+    assert clock.pending_sleepers == 0
+
+
+@pytest.mark.parametrize("value", [False, 0, 50, "unlimited"])
+def test_a_rate_limit_that_is_no_limiter_is_refused_naming_the_setting(value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="rate_limit must be a rate limiter.*UNLIMITED"):
+        AmperityClient(tenant="acme", auth=_TOKEN, rate_limit=value)
+    with pytest.raises(ConfigurationError, match="profile_rate_limit must be"):
+        AmperityClient(tenant="acme", auth=_TOKEN, profile_rate_limit=value)
+
+
+def test_unlimited_is_one_named_value() -> None:
+    import amperity_async
+
+    assert amperity_async.UNLIMITED is UNLIMITED
+    assert repr(UNLIMITED) == "UNLIMITED"
+    with pytest.raises(ConfigurationError, match="per_operation_limits"):
+        AmperityClient(tenant="acme", auth=_TOKEN, rate_limit=UNLIMITED, per_operation_limits=True)
