@@ -23,7 +23,7 @@ from .checks import RequestError, body_problem, read_query
 from .config import FakeTenantConfig, http_date
 from .cursors import CursorCodec
 from .data import Collection, CollectionModel, Dataset
-from .faults import DROP, FaultInjector, FaultPlan
+from .faults import DROP, ISSUER_TOKEN, OAUTH_TOKEN, FaultInjector, FaultPlan
 from .limits import WindowLimiter
 from .pages import build_page, facet_values
 from .shaping import Shape, item_shape, view_fields
@@ -37,8 +37,8 @@ _STOP_VERBS = ("stop", "cancel", "abort")
 _NOT_UTF8 = b"\xff\xfe\xc3("
 """Bytes no UTF-8 decoder accepts: invalid lead bytes, then a lead byte without its continuation."""
 _TOKEN_PATHS = {
-    "oauth-token": API_PREFIX + "/v0/oauth2/token",
-    "issuer-token": API_PREFIX + "/v0/admin/api-keys/{key}/tokens",
+    OAUTH_TOKEN: API_PREFIX + "/v0/oauth2/token",
+    ISSUER_TOKEN: API_PREFIX + "/v0/admin/api-keys/{key}/tokens",
 }
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -153,8 +153,8 @@ class TenantApp:
 
     def build(self) -> web.Application:
         app = web.Application(client_max_size=1024 * 1024, middlewares=[quiet_disconnects])
-        app.router.add_route("*", _TOKEN_PATHS["oauth-token"], self.oauth_token)
-        app.router.add_route("*", _TOKEN_PATHS["issuer-token"], self.issuer_token)
+        app.router.add_route("*", _TOKEN_PATHS[OAUTH_TOKEN], self.oauth_token)
+        app.router.add_route("*", _TOKEN_PATHS[ISSUER_TOKEN], self.issuer_token)
         app.router.add_get("/_fake/stats", self.fake_stats)
         app.router.add_post("/_fake/revoke", self.fake_revoke)
         app.router.add_get("/_fake/facets", self.fake_facets)
@@ -246,16 +246,16 @@ class TenantApp:
         if request.method != "POST":
             return self._wrong_method(request, request.path[len(API_PREFIX) :], ("POST",))
         self.stats.token_requests += 1
-        return await self._deliver(request, "oauth-token", await self._oauth_answer(request))
+        return await self._deliver(request, OAUTH_TOKEN, await self._oauth_answer(request))
 
     async def _oauth_answer(self, request: web.Request) -> web.Response:
         # What a careless gateway puts in its errors: the form as sent, client_secret and all.
         sent = (await request.read()).decode("latin-1") if self.config.echo_secrets else None
 
         def refuse(status: int, message: str) -> web.Response:
-            return self.error(status, message, request=request, operation="oauth-token", echo=sent)
+            return self.error(status, message, request=request, operation=OAUTH_TOKEN, echo=sent)
 
-        problem = self._tenant_problem(request, "oauth-token", sent)
+        problem = self._tenant_problem(request, OAUTH_TOKEN, sent)
         if problem is not None:
             return problem
         if request.content_type != "application/x-www-form-urlencoded":
@@ -272,13 +272,13 @@ class TenantApp:
         if request.method != "POST":
             return self._wrong_method(request, request.path[len(API_PREFIX) :], ("POST",))
         self.stats.token_requests += 1
-        return await self._deliver(request, "issuer-token", await self._issuer_answer(request))
+        return await self._deliver(request, ISSUER_TOKEN, await self._issuer_answer(request))
 
     async def _issuer_answer(self, request: web.Request) -> web.Response:
         def refuse(status: int, message: str) -> web.Response:
-            return self.error(status, message, request=request, operation="issuer-token")
+            return self.error(status, message, request=request, operation=ISSUER_TOKEN)
 
-        problem = self._tenant_problem(request, "issuer-token", None)
+        problem = self._tenant_problem(request, ISSUER_TOKEN, None)
         if problem is not None:
             return problem
         if request.match_info["key"] != self.config.api_key_id:

@@ -150,9 +150,11 @@ def _operation_names(value: str | Iterable[str]) -> frozenset[str]:
     return frozenset(name.strip() for name in names if name.strip())
 
 
-def _no_line_breaks(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and ("\r" in value or "\n" in value):
-        raise ConfigurationError(f"fake tenant setting {attribute.name} must be one line, got {value!r}")
+def _header_value(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in value):
+        raise ConfigurationError(
+            f"fake tenant setting {attribute.name} must be one line without control characters, got {value!r}"
+        )
 
 
 def _optional_path(value: str | Path | None) -> Path | None:
@@ -400,7 +402,7 @@ class FakeTenantConfig:
     )
     retry_after: str | None = attrs.field(
         default=None,
-        validator=_no_line_breaks,
+        validator=_header_value,
         metadata=_help(
             "Retry-After header of every 429, verbatim (seconds, an HTTP date, or nonsense)", parse=str
         ),

@@ -62,7 +62,8 @@ class FaultInjector:
         return due
 
 
-TOKEN_ENDPOINTS = ("oauth-token", "issuer-token")
+OAUTH_TOKEN, ISSUER_TOKEN = "oauth-token", "issuer-token"
+TOKEN_ENDPOINTS = (OAUTH_TOKEN, ISSUER_TOKEN)
 """How per-operation wire settings name the two token endpoints, which are not in the spec."""
 
 

@@ -222,8 +222,9 @@ def _check_window_lengths(op: Operation, plain: Mapping[str, str]) -> None:
     for start_name, end_name in op.time_windows:
         missing = [name for name in (start_name, end_name) if name not in plain]
         if missing:
+            named = " and ".join(repr(name) for name in missing)
             raise RequestError(
-                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: {op.method} {op.path} "
+                f"query parameter {named} {'is' if len(missing) == 1 else 'are'} required: {op.method} {op.path} "
                 f"answers windows of at most {days} days ({start_name} to {end_name})"
             )
         start = parse_datetime_ms(start_name, plain[start_name])
