@@ -568,7 +568,7 @@ async def test_a_new_operation_in_the_spec_is_served_without_code(tmp_path: Path
             "description": "ok",
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
         }
-    }  # noqa: E731
+    }
     spec["paths"]["/audiences"] = {
         "get": {
             "operationId": "list-audiences",

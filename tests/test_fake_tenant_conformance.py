@@ -9,13 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from fake_tenant_support import headers, running
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
 from amperity_async.testing.data import is_terminal
 from amperity_async.testing.spec import ACTION, CREATE, GET, LIST, TenantSpec
-
-from fake_tenant_support import headers, running
 
 pytestmark = pytest.mark.anyio
 

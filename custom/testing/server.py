@@ -15,6 +15,7 @@ import attrs
 from aiohttp import web
 
 from amperity_async.custom.errors import ConfigurationError
+
 from .app import API_PREFIX, TenantApp
 from .config import FakeTenantConfig
 from .data import Dataset
