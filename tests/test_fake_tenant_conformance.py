@@ -135,3 +135,19 @@ async def test_rate_limited_answers_conform(openapi: OpenAPI) -> None:
     assert not {"retry-after", "x-ratelimit-limit", "x-ratelimit-remaining"} & {
         h.lower() for h in second.headers
     }
+
+
+async def test_answers_under_the_documented_view_and_closed_bodies_conform(openapi: OpenAPI) -> None:
+    async with running(rows=20, views=True, closed_request_bodies=True) as (tenant, client, token):
+        hdrs = headers(tenant, token)
+        run = (await client.get("/workflow/runs", headers=hdrs)).json()["data"][0]
+        for params in ({}, {"view": "overview"}, {"view": "verbose"}):
+            path = f"/workflow/runs/{run['id']}"
+            response = await client.get(path, params=params, headers=hdrs)
+            assert response.status_code == 200
+            conforms(openapi, "GET", path, response)
+        refused = await client.post("/workflow/runs", json={"config_id": "cg-1", "extra": 1}, headers=hdrs)
+        assert refused.status_code == 400
+        conforms(openapi, "POST", "/workflow/runs", refused)
+        wrong = await client.delete("/segments", headers=hdrs)
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"

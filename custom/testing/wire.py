@@ -47,10 +47,6 @@ class Delivery:
     """Replace a 2xx answer with a 200 whose body never ends."""
     bad_gzip: bool = False
 
-    @property
-    def written_raw(self) -> bool:
-        return self.rate is not None or self.cut_after is not None or self.endless
-
 
 def not_gzip(response: web.Response) -> web.Response:
     """The answer under ``Content-Encoding: gzip``: a gzip header, then the plain body, which no inflater reads."""
@@ -101,9 +97,10 @@ class Wire:
     ) -> web.StreamResponse:
         if how.bad_gzip:
             response = not_gzip(response)
-        if not how.written_raw:
+        endless = how.endless and 200 <= response.status < 300
+        if not endless and how.rate is None and how.cut_after is None:
             return response
-        if how.endless and 200 <= response.status < 300:
+        if endless:
             ok = web.Response(status=200, headers=response.headers)
             head, body = _head(ok, length=None), _endless_chunks(_body_of(response))
         else:
@@ -144,9 +141,11 @@ class Wire:
 
 
 def _pieces(head: bytes, body: Iterator[bytes], *, paced_head: bool) -> Iterator[tuple[bytes, bool]]:
+    """(bytes, whether the pacer holds them back), head first; nothing empty."""
     yield head, paced_head
     for chunk in body:
-        yield chunk, True
+        if chunk:
+            yield chunk, True
 
 
 class _Pacer:
