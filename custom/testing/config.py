@@ -102,8 +102,16 @@ def _pairs(text: str, setting: str, unit: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def _items(value: Mapping[str, Any] | str, setting: str, unit: str) -> list[tuple[str, Any]]:
+    if isinstance(value, str):
+        return _pairs(value, setting, unit)
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{setting} must map operations to {unit}, got {value!r}")
+    return list(value.items())
+
+
 def _counts(value: Mapping[str, int] | str, setting: str, unit: str) -> dict[str, int]:
-    items = _pairs(value, setting, unit) if isinstance(value, str) else list(value.items())
+    items = _items(value, setting, unit)
     counts: dict[str, int] = {}
     for name, count in items:
         if isinstance(count, str):
@@ -125,7 +133,7 @@ def _bytes_by_operation(value: Mapping[str, int] | str) -> dict[str, int]:
 
 
 def _rates_by_operation(value: Mapping[str, float] | str) -> dict[str, float]:
-    items = _pairs(value, "drip_rate", "BYTES_PER_SECOND") if isinstance(value, str) else list(value.items())
+    items = _items(value, "drip_rate", "BYTES_PER_SECOND")
     rates: dict[str, float] = {}
     for name, rate in items:
         try:
@@ -143,11 +151,17 @@ def _rates_by_operation(value: Mapping[str, float] | str) -> dict[str, float]:
 
 
 def _operation_names(value: str | Iterable[str]) -> frozenset[str]:
-    """Operation names from a comma-separated flag or any collection of names."""
-    names = value.split(",") if isinstance(value, str) else list(value)
-    if not all(isinstance(name, str) for name in names):
-        raise ConfigurationError(f"expected operation names, got {value!r}")
-    return frozenset(name.strip() for name in names if name.strip())
+    """Operation names from a comma-separated flag or any collection of names (checked by ``_names``)."""
+    if isinstance(value, str):
+        return frozenset(name.strip() for name in value.split(",") if name.strip())
+    return frozenset(value) if isinstance(value, Iterable) else value
+
+
+def _names(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, frozenset) or not all(isinstance(name, str) and name for name in value):
+        raise ConfigurationError(
+            f"fake tenant setting {attribute.name} takes operation names (or *), got {value!r}"
+        )
 
 
 def _header_value(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
@@ -297,6 +311,7 @@ class FakeTenantConfig:
     cursor_ignored: frozenset[str] = attrs.field(
         factory=frozenset,
         converter=_operation_names,
+        validator=_names,
         metadata=_help(
             "lists that ignore next_token: every request gets the first page again, with a new cursor",
             syntax=_OPERATIONS_SYNTAX,
@@ -305,6 +320,7 @@ class FakeTenantConfig:
     endless_empty_pages: frozenset[str] = attrs.field(
         factory=frozenset,
         converter=_operation_names,
+        validator=_names,
         metadata=_help(
             "lists that never end: after the last item come empty pages, each with a new cursor",
             syntax=_OPERATIONS_SYNTAX,
@@ -313,6 +329,7 @@ class FakeTenantConfig:
     repeated_items: frozenset[str] = attrs.field(
         factory=frozenset,
         converter=_operation_names,
+        validator=_names,
         metadata=_help(
             "lists that never end: their last page comes again and again, each time with a new cursor",
             syntax=_OPERATIONS_SYNTAX,
@@ -321,6 +338,7 @@ class FakeTenantConfig:
     null_next_token: frozenset[str] = attrs.field(
         factory=frozenset,
         converter=_operation_names,
+        validator=_names,
         metadata=_help(
             'lists whose last page says "next_token": null instead of leaving it out',
             syntax=_OPERATIONS_SYNTAX,
@@ -329,6 +347,7 @@ class FakeTenantConfig:
     null_optional_fields: frozenset[str] = attrs.field(
         factory=frozenset,
         converter=_operation_names,
+        validator=_names,
         metadata=_help(
             "operations whose items carry null for each optional field they lack (a running workflow's ended_at)",
             syntax=_OPERATIONS_SYNTAX,
@@ -364,6 +383,7 @@ class FakeTenantConfig:
     endless_body: frozenset[str] = attrs.field(
         factory=frozenset,
         converter=_operation_names,
+        validator=_names,
         metadata=_help(
             "operations whose successful answers are a 200 with a JSON body that never ends",
             syntax=_OPERATIONS_SYNTAX,
@@ -380,6 +400,7 @@ class FakeTenantConfig:
     bad_gzip: frozenset[str] = attrs.field(
         factory=frozenset,
         converter=_operation_names,
+        validator=_names,
         metadata=_help(
             "operations whose answers say Content-Encoding: gzip over bytes that are not gzip",
             syntax=_OPERATIONS_SYNTAX,
@@ -388,6 +409,7 @@ class FakeTenantConfig:
     invalid_utf8_errors: frozenset[str] = attrs.field(
         factory=frozenset,
         converter=_operation_names,
+        validator=_names,
         metadata=_help(
             "operations whose error bodies carry bytes that are not UTF-8 in their message",
             syntax=_OPERATIONS_SYNTAX,
