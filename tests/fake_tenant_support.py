@@ -1,7 +1,9 @@
-"""Shared helpers of the fake tenant tests: a manual clock and an authenticated httpx client."""
+"""Shared helpers of the fake tenant tests: a manual clock, an authenticated httpx client, raw HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -57,3 +59,67 @@ async def walk(
         if not token:
             return items, pages
         query["next_token"] = token
+
+
+class RawAnswer:
+    """What came back on a connection, byte for byte, and when its parts arrived (event-loop seconds)."""
+
+    def __init__(self, data: bytes, sent_at: float, head_done_at: float | None, closed_at: float) -> None:
+        self.data = data
+        self.sent_at = sent_at
+        self.head_done_at = head_done_at
+        self.closed_at = closed_at
+
+    @property
+    def head(self) -> bytes:
+        return self.data.partition(b"\r\n\r\n")[0]
+
+    @property
+    def body(self) -> bytes:
+        return self.data.partition(b"\r\n\r\n")[2]
+
+    @property
+    def status(self) -> int:
+        return int(self.data.split(b" ", 2)[1])
+
+    def header(self, name: str) -> str | None:
+        for line in self.head.split(b"\r\n")[1:]:
+            key, _, value = line.decode("latin-1").partition(":")
+            if key.strip().lower() == name.lower():
+                return value.strip()
+        return None
+
+
+def raw_request(
+    method: str, path: str, hdrs: dict[str, str] | None = None, body: bytes = b"", host: str = "fake"
+) -> bytes:
+    """An HTTP/1.1 request as bytes, asking the server to close the connection after its answer."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (hdrs or {}).items()]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+async def exchange(tenant: FakeTenant, request: bytes, *, limit: int = 1 << 24) -> RawAnswer:
+    """Send raw bytes and read everything until the server closes the connection (or ``limit`` bytes)."""
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection(tenant.config.host, tenant.port)
+    try:
+        sent_at = loop.time()
+        writer.write(request)
+        await writer.drain()
+        data = b""
+        head_done_at = None
+        while len(data) < limit:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            data += chunk
+            if head_done_at is None and b"\r\n\r\n" in data:
+                head_done_at = loop.time()
+        return RawAnswer(data, sent_at, head_done_at, loop.time())
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()

@@ -568,7 +568,7 @@ async def test_a_new_operation_in_the_spec_is_served_without_code(tmp_path: Path
             "description": "ok",
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
         }
-    }  # noqa: E731
+    }
     spec["paths"]["/audiences"] = {
         "get": {
             "operationId": "list-audiences",
@@ -747,3 +747,24 @@ def test_command_line_flags_come_from_the_config_fields() -> None:
     assert config_from_args(parser.parse_args([])) == FakeTenantConfig()
     with pytest.raises(ConfigurationError):
         config_from_args(parser.parse_args(["--rows", "-1"]))
+
+
+@pytest.mark.fake_tenant(rows=7, seed=5)
+@pytest.mark.fake_tenant(rows=9, cursor_ignored={"list_segment"})
+def test_fake_tenant_marks_change_the_fixture_settings(fake_tenant: Any) -> None:
+    # As with get_closest_marker, the mark nearest the function wins; the others fill in.
+    assert (fake_tenant.config.rows, fake_tenant.config.seed) == (9, 5)
+    assert fake_tenant.config.cursor_ignored == {"list_segment"} and fake_tenant.config.indexes == 2
+    token = fake_tenant.issue_token()
+    hdrs = {
+        "Authorization": f"Bearer {token}",
+        "amperity-tenant": fake_tenant.config.tenant,
+        "api-version": CONTROL_PLANE,
+    }
+    first = httpx.get(fake_tenant.base_url + "/segments", params={"limit": 5}, headers=hdrs).json()
+    again = httpx.get(
+        fake_tenant.base_url + "/segments",
+        params={"limit": 5, "next_token": first["next_token"]},
+        headers=hdrs,
+    ).json()
+    assert again["data"] == first["data"] and again["next_token"] != first["next_token"]

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fake_tenant_support import headers, running
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
 from amperity_async.testing.data import is_terminal
 from amperity_async.testing.spec import ACTION, CREATE, GET, LIST, TenantSpec
-
-from fake_tenant_support import headers, running
 
 pytestmark = pytest.mark.anyio
 
@@ -42,6 +42,21 @@ def conforms(openapi: OpenAPI, method: str, path: str, response: httpx.Response)
 
 def version_for(spec: TenantSpec, op: Any) -> str:
     return op.stability if op.stability != "stable" else spec.api_versions[op.api][0]
+
+
+def window_params(op: Any) -> dict[str, str]:
+    """Required time windows from the tenant's first day, as long as the operation accepts."""
+    params = {}
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    end = (
+        start + timedelta(days=op.max_window_days) if op.max_window_days else datetime(2026, 4, 1, tzinfo=UTC)
+    )
+    for low, high in op.time_windows:
+        if op.query[low].required or op.query[high].required:
+            params.update(
+                {low: start.isoformat().replace("+00:00", "Z"), high: end.isoformat().replace("+00:00", "Z")}
+            )
+    return params
 
 
 def example_body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -79,10 +94,7 @@ async def test_every_operation_of_the_spec_answers_conforming_responses(openapi:
                 values.append(collection.context(index).item_id)
             for name, value in zip(names, values, strict=True):
                 path = path.replace("{" + name + "}", value)
-            params = {}
-            for start, end in op.time_windows:
-                if op.query[start].required or op.query[end].required:
-                    params.update({start: "2026-01-01T00:00:00Z", end: "2026-04-01T00:00:00Z"})
+            params = window_params(op)
             if op.role == LIST:
                 params["with_total"] = "true"
             body = example_body(op.request_schema) if op.request_schema else None
@@ -123,3 +135,19 @@ async def test_rate_limited_answers_conform(openapi: OpenAPI) -> None:
     assert not {"retry-after", "x-ratelimit-limit", "x-ratelimit-remaining"} & {
         h.lower() for h in second.headers
     }
+
+
+async def test_answers_under_the_documented_view_and_closed_bodies_conform(openapi: OpenAPI) -> None:
+    async with running(rows=20, views=True, closed_request_bodies=True) as (tenant, client, token):
+        hdrs = headers(tenant, token)
+        run = (await client.get("/workflow/runs", headers=hdrs)).json()["data"][0]
+        for params in ({}, {"view": "overview"}, {"view": "verbose"}):
+            path = f"/workflow/runs/{run['id']}"
+            response = await client.get(path, params=params, headers=hdrs)
+            assert response.status_code == 200
+            conforms(openapi, "GET", path, response)
+        refused = await client.post("/workflow/runs", json={"config_id": "cg-1", "extra": 1}, headers=hdrs)
+        assert refused.status_code == 400
+        conforms(openapi, "POST", "/workflow/runs", refused)
+        wrong = await client.delete("/segments", headers=hdrs)
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "GET"

@@ -3,13 +3,16 @@
 Order of checks for an API request, as a gateway in front of the real API would apply them:
 route (404/405) -> bearer token (401) -> amperity-tenant (400 missing, 401 other tenant) ->
 api-version (400) -> rate limit (429) -> injected faults -> the operation (400/404/409/2xx).
+The answer then goes out on the wire as the operation's wire faults say (:mod:`.wire`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,15 +23,33 @@ from .checks import RequestError, body_problem, read_query
 from .config import FakeTenantConfig, http_date
 from .cursors import CursorCodec
 from .data import Collection, CollectionModel, Dataset
-from .faults import DROP, FaultInjector
+from .faults import DROP, ISSUER_TOKEN, OAUTH_TOKEN, FaultInjector, FaultPlan
 from .limits import WindowLimiter
 from .pages import build_page, facet_values
+from .shaping import Shape, item_shape, view_fields
 from .spec import ACTION, CREATE, GET, LIST, Operation, TenantSpec
 from .tokens import TokenAuthority
+from .wire import AlreadySent, Wire
 
 API_PREFIX = "/api"
 _JSON = "application/json"
 _STOP_VERBS = ("stop", "cancel", "abort")
+_NOT_UTF8 = b"\xff\xfe\xc3("
+"""Bytes no UTF-8 decoder accepts: invalid lead bytes, then a lead byte without its continuation."""
+_TOKEN_PATHS = {
+    OAUTH_TOKEN: API_PREFIX + "/v0/oauth2/token",
+    ISSUER_TOKEN: API_PREFIX + "/v0/admin/api-keys/{key}/tokens",
+}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def quiet_disconnects(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A client that leaves mid-request is no error of the tenant's: nothing is logged, nothing answered."""
+    try:
+        return await handler(request)
+    except ConnectionError:
+        return AlreadySent()
 
 
 class Stats:
@@ -90,6 +111,7 @@ class TenantApp:
         secret = hashlib.sha256(f"fake-tenant:{config.seed}:{config.tenant}".encode()).digest()
         self.tokens = TokenAuthority(secret, config.tenant, config.token_lifetime, config.clock)
         self.cursors = CursorCodec(secret[::-1])
+        self.plan = FaultPlan(config, self.spec)
         self.dataset = Dataset(
             self.spec,
             seed=config.seed,
@@ -110,8 +132,10 @@ class TenantApp:
             for api in self.spec.api_versions
         }
         self.pages = PageCache(256 * 1024 * 1024)
-        self._routes: dict[tuple[str, str], tuple[Operation | None, tuple[str, ...], bool]] = {}
+        self.wire = Wire()
+        self._routes: dict[tuple[str, str], tuple[Operation | None, tuple[str, ...], tuple[str, ...]]] = {}
         self._request_ids = 0
+        self._cursor_serials = itertools.count(1)
         headers: dict[str, str] = {}
         if config.deprecation is not None:
             headers["Deprecation"] = http_date(config.deprecation)
@@ -121,16 +145,16 @@ class TenantApp:
 
     def _size_for(self, op: Operation, has_children: bool, nested: bool) -> int:
         c = self.config
-        if op.operation_id in c.rows_by_operation:
-            return c.rows_by_operation[op.operation_id]
+        if op.operation_id in self.plan.rows:
+            return self.plan.rows[op.operation_id]
         if has_children:
             return c.indexes
         return c.profiles_per_index if nested else c.rows
 
     def build(self) -> web.Application:
-        app = web.Application(client_max_size=1024 * 1024)
-        app.router.add_post(API_PREFIX + "/v0/oauth2/token", self.oauth_token)
-        app.router.add_post(API_PREFIX + "/v0/admin/api-keys/{key}/tokens", self.issuer_token)
+        app = web.Application(client_max_size=1024 * 1024, middlewares=[quiet_disconnects])
+        app.router.add_route("*", _TOKEN_PATHS[OAUTH_TOKEN], self.oauth_token)
+        app.router.add_route("*", _TOKEN_PATHS[ISSUER_TOKEN], self.issuer_token)
         app.router.add_get("/_fake/stats", self.fake_stats)
         app.router.add_post("/_fake/revoke", self.fake_revoke)
         app.router.add_get("/_fake/facets", self.fake_facets)
@@ -139,27 +163,73 @@ class TenantApp:
 
     # -- responses -------------------------------------------------------------------------------
 
-    def _json(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> web.Response:
+    def _json(self, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> web.Response:
         self.stats.by_status[status] += 1
         merged = {**self._extra_headers, **headers} if headers else self._extra_headers
         return web.Response(status=status, body=body, content_type=_JSON, headers=merged)
 
-    def error(self, status: int, message: str) -> web.Response:
-        """The documented error body: {status, message, request_id}."""
+    def error(
+        self,
+        status: int,
+        message: str,
+        *,
+        request: web.Request | None = None,
+        operation: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        echo: str | None = None,
+    ) -> web.Response:
+        """The documented error body: {status, message, request_id}.
+
+        With ``echo_secrets`` the message repeats what the request sent (``echo``, else its
+        Authorization header), as some gateways do; ``operation`` picks the per-operation faults.
+        """
         self._request_ids += 1
-        body = {"status": status, "message": message, "request_id": f"req-{self._request_ids:010d}"}
+        if self.config.echo_secrets:
+            sent = echo if echo is not None else request.headers.get("Authorization") if request else None
+            if sent:
+                message = f"{message} (request: {'Authorization: ' if echo is None else ''}{sent})"
+        body = orjson.dumps(
+            {"status": status, "message": message, "request_id": f"req-{self._request_ids:010d}"}
+        )
+        if operation in self.plan.invalid_utf8_errors:
+            body = body.replace(b'"message":"', b'"message":"' + _NOT_UTF8, 1)
         if status == 401:
             self.stats.unauthorized += 1
-        return self._json(status, orjson.dumps(body))
+        if status == 429 and self.config.retry_after is not None:
+            headers = {**(headers or {}), "Retry-After": self.config.retry_after}
+        return self._json(status, body, headers)
+
+    async def _deliver(
+        self, request: web.Request, operation: str, response: web.StreamResponse
+    ) -> web.StreamResponse:
+        if not isinstance(response, web.Response):
+            return response  # dropped, or already written
+        return await self.wire.deliver(request, response, self.plan.delivery(operation))
+
+    def _wrong_method(self, request: web.Request, path: str, allowed: tuple[str, ...]) -> web.Response:
+        return self.error(
+            405,
+            f"{request.method} is not allowed on {path} (allowed: {', '.join(allowed)})",
+            request=request,
+            headers={"Allow": ", ".join(allowed)},
+        )
 
     # -- token endpoints -------------------------------------------------------------------------
 
-    def _tenant_problem(self, request: web.Request) -> web.Response | None:
+    def _tenant_problem(self, request: web.Request, endpoint: str, echo: str | None) -> web.Response | None:
         tenant = request.headers.get("X-Amperity-Tenant")
         if not tenant:
-            return self.error(400, "the X-Amperity-Tenant header is required")
+            return self.error(
+                400,
+                "the X-Amperity-Tenant header is required",
+                request=request,
+                operation=endpoint,
+                echo=echo,
+            )
         if tenant != self.config.tenant:
-            return self.error(401, f"unknown tenant {tenant!r}")
+            return self.error(
+                401, f"unknown tenant {tenant!r}", request=request, operation=endpoint, echo=echo
+            )
         return None
 
     def _token_body(self, subject: str, lifetime: float | None = None) -> web.Response:
@@ -172,46 +242,63 @@ class TenantApp:
         }
         return self._json(200, orjson.dumps(body))
 
-    async def oauth_token(self, request: web.Request) -> web.Response:
+    async def oauth_token(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            return self._wrong_method(request, request.path[len(API_PREFIX) :], ("POST",))
         self.stats.token_requests += 1
-        problem = self._tenant_problem(request)
+        return await self._deliver(request, OAUTH_TOKEN, await self._oauth_answer(request))
+
+    async def _oauth_answer(self, request: web.Request) -> web.Response:
+        # What a careless gateway puts in its errors: the form as sent, client_secret and all.
+        sent = (await request.read()).decode("latin-1") if self.config.echo_secrets else None
+
+        def refuse(status: int, message: str) -> web.Response:
+            return self.error(status, message, request=request, operation=OAUTH_TOKEN, echo=sent)
+
+        problem = self._tenant_problem(request, OAUTH_TOKEN, sent)
         if problem is not None:
             return problem
         if request.content_type != "application/x-www-form-urlencoded":
-            return self.error(
-                400, "the token request must be form-encoded (application/x-www-form-urlencoded)"
-            )
+            return refuse(400, "the token request must be form-encoded (application/x-www-form-urlencoded)")
         form = await request.post()
         if form.get("grant_type") != "client_credentials":
-            return self.error(400, "grant_type must be client_credentials")
+            return refuse(400, "grant_type must be client_credentials")
         client_id, secret = form.get("client_id"), form.get("client_secret")
         if client_id != self.config.client_id or secret != self.config.client_secret:
-            return self.error(401, "invalid client credentials")
+            return refuse(401, "invalid client credentials")
         return self._token_body(str(client_id))
 
-    async def issuer_token(self, request: web.Request) -> web.Response:
+    async def issuer_token(self, request: web.Request) -> web.StreamResponse:
+        if request.method != "POST":
+            return self._wrong_method(request, request.path[len(API_PREFIX) :], ("POST",))
         self.stats.token_requests += 1
-        problem = self._tenant_problem(request)
+        return await self._deliver(request, ISSUER_TOKEN, await self._issuer_answer(request))
+
+    async def _issuer_answer(self, request: web.Request) -> web.Response:
+        def refuse(status: int, message: str) -> web.Response:
+            return self.error(status, message, request=request, operation=ISSUER_TOKEN)
+
+        problem = self._tenant_problem(request, ISSUER_TOKEN, None)
         if problem is not None:
             return problem
         if request.match_info["key"] != self.config.api_key_id:
-            return self.error(404, f"no API key {request.match_info['key']!r} in this tenant")
+            return refuse(404, f"no API key {request.match_info['key']!r} in this tenant")
         if request.headers.get("Authorization", "") != f"Bearer {self.config.issuer_token}":
-            return self.error(401, "the token issuer requires its bearer token")
+            return refuse(401, "the token issuer requires its bearer token")
         try:
             body = await request.json(loads=orjson.loads)
         except ValueError:
-            return self.error(400, "the request body must be JSON with an expires-at date-time")
+            return refuse(400, "the request body must be JSON with an expires-at date-time")
         expires_at = body.get("expires-at") if isinstance(body, dict) else None
         try:
             when = datetime.fromisoformat(str(expires_at).replace("Z", "+00:00"))
         except ValueError:
-            return self.error(400, f"expires-at must be an ISO-8601 date-time, got {expires_at!r}")
+            return refuse(400, f"expires-at must be an ISO-8601 date-time, got {expires_at!r}")
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         seconds = when.timestamp() - self.config.clock()
         if seconds <= 0:
-            return self.error(400, "expires-at must be in the future")
+            return refuse(400, "expires-at must be in the future")
         return self._token_body(self.config.api_key_id, seconds)
 
     # -- test hooks ------------------------------------------------------------------------------
@@ -245,7 +332,7 @@ class TenantApp:
 
     # -- the API ---------------------------------------------------------------------------------
 
-    def _match(self, method: str, path: str) -> tuple[Operation | None, tuple[str, ...], bool]:
+    def _match(self, method: str, path: str) -> tuple[Operation | None, tuple[str, ...], tuple[str, ...]]:
         key = (method, path)
         found = self._routes.get(key)
         if found is None:
@@ -257,44 +344,53 @@ class TenantApp:
 
     async def api(self, request: web.Request) -> web.StreamResponse:
         relative = request.path[len(API_PREFIX) :] or "/"
-        op, values, path_known = self._match(request.method, relative)
+        op, values, allowed = self._match(request.method, relative)
         if op is None:
-            if path_known:
-                return self.error(405, f"{request.method} is not allowed on {relative}")
-            return self.error(404, f"no operation at {request.method} {relative}")
+            if allowed:
+                return self._wrong_method(request, relative, allowed)
+            return self.error(404, f"no operation at {request.method} {relative}", request=request)
+        answer = await self._answer(request, op, values)
+        return await self._deliver(request, op.operation_id, answer)
+
+    async def _answer(
+        self, request: web.Request, op: Operation, values: tuple[str, ...]
+    ) -> web.StreamResponse:
         stats = self.stats
         stats.requests += 1
         stats.by_operation[op.operation_id] += 1
         if self.faults.should_revoke(stats.requests - 1):
             self.revoke_tokens()
 
+        def refuse(status: int, message: str) -> web.Response:
+            return self.error(status, message, request=request, operation=op.operation_id)
+
         authorization = request.headers.get("Authorization")
         if not authorization or not authorization.startswith("Bearer "):
-            return self.error(401, "an Authorization: Bearer <access token> header is required")
+            return refuse(401, "an Authorization: Bearer <access token> header is required")
         problem = self.tokens.problem(authorization[7:])
         if problem is not None:
-            return self.error(401, problem)
+            return refuse(401, problem)
         tenant = request.headers.get("amperity-tenant")
         if not tenant:
-            return self.error(400, "the amperity-tenant header is required")
+            return refuse(400, "the amperity-tenant header is required")
         if tenant != self.config.tenant:
-            return self.error(401, f"the access token is not valid for tenant {tenant!r}")
+            return refuse(401, f"the access token is not valid for tenant {tenant!r}")
         version = request.headers.get("api-version")
         supported = self.spec.api_versions.get(op.api, ())
         if not version:
-            return self.error(400, f"the api-version header is required (supported: {', '.join(supported)})")
+            return refuse(400, f"the api-version header is required (supported: {', '.join(supported)})")
         if version not in supported:
-            return self.error(
+            return refuse(
                 400,
                 f"unsupported api-version {version!r} for the {op.api} API (supported: {', '.join(supported)})",
             )
         if op.stability != "stable" and version != op.stability:
-            return self.error(
+            return refuse(
                 400, f"{op.method} {op.path} exists only in api-version {op.stability!r}, not {version!r}"
             )
         if self.config.rate_limits and not self.limiters[op.api].allow():
             stats.rate_limited += 1
-            return self.error(429, f"rate limit exceeded for the {op.api} API")
+            return refuse(429, f"rate limit exceeded for the {op.api} API")
         if self.faults.active:
             delay = self.faults.delay()
             if delay:
@@ -304,37 +400,19 @@ class TenantApp:
                 stats.dropped += 1
                 if request.transport is not None:
                     request.transport.abort()
-                # Nothing reaches the client: the connection is gone before this is written.
-                return web.Response(status=500)
+                return AlreadySent()
             if outcome is not None:
                 stats.injected_errors += 1
-                return self.error(int(outcome), "injected fault: the service is temporarily unavailable")
+                return refuse(int(outcome), "injected fault: the service is temporarily unavailable")
         try:
             return await self._operate(request, op, values)
         except RequestError as exc:
-            return self.error(exc.status, exc.message)
+            return refuse(exc.status, exc.message)
 
     async def _operate(self, request: web.Request, op: Operation, values: tuple[str, ...]) -> web.Response:
         if op.role == LIST:
-            collection = self.dataset.collection(op.path, values)
-            if collection is None:
-                raise RequestError(_not_found(self.dataset.models[op.path].parent, values[-1:]), 404)
-            key = (request.path_qs, collection.version)
-            body = self.pages.get(key)
-            if body is None:
-                plain, deep = read_query(op, list(request.query.items()))
-                body = build_page(
-                    op,
-                    collection,
-                    plain,
-                    deep,
-                    default_limit=self.config.default_limit,
-                    max_limit=self.config.max_limit,
-                    codec=self.cursors,
-                )
-                self.pages.put(key, body)
-            return self._json(op.success_status, body)
-        read_query(op, list(request.query.items()))
+            return self._list(request, op, values)
+        plain, _ = read_query(op, list(request.query.items()))
         if op.role in (GET, ACTION):
             assert op.collection is not None
             collection = self.dataset.collection(op.collection, values[:-1])
@@ -350,7 +428,7 @@ class TenantApp:
                 raise RequestError(
                     f"{values[-1]} has already finished (state {state!r}); it cannot be stopped", 409
                 )
-            return self._json(op.success_status, orjson.dumps(collection.item(index)))
+            return self._item(op, plain, collection.item(index))
         if op.role == CREATE:
             assert op.collection is not None
             await self._check_body(request, op)
@@ -358,9 +436,45 @@ class TenantApp:
             if collection is None:
                 raise RequestError(_not_found(self.dataset.models[op.collection].parent, values[-1:]), 404)
             index = collection.create(self._now_ms())
-            return self._json(op.success_status, orjson.dumps(collection.item(index)))
+            return self._item(op, plain, collection.item(index))
         await self._check_body(request, op)
-        return self._json(op.success_status, orjson.dumps(self._instance(op)))
+        return self._item(op, plain, self._instance(op))
+
+    def _list(self, request: web.Request, op: Operation, values: tuple[str, ...]) -> web.Response:
+        collection = self.dataset.collection(op.path, values)
+        if collection is None:
+            raise RequestError(_not_found(self.dataset.models[op.path].parent, values[-1:]), 404)
+        fresh_cursors = self.plan.hands_out_new_cursors(op.operation_id)
+        key = (request.path_qs, collection.version)
+        body = None if fresh_cursors else self.pages.get(key)
+        if body is None:
+            plain, deep = read_query(op, list(request.query.items()))
+            body = build_page(
+                op,
+                collection,
+                plain,
+                deep,
+                default_limit=self.config.default_limit,
+                max_limit=self.config.max_limit,
+                codec=self.cursors,
+                faults=self.plan.list_faults(op.operation_id),
+                serial=next(self._cursor_serials) if fresh_cursors else 0,
+                shape=self._shape(op, collection.model.item_schema, plain),
+            )
+            if not fresh_cursors:
+                self.pages.put(key, body)
+        return self._json(op.success_status, body)
+
+    def _shape(self, op: Operation, schema: dict[str, Any], plain: Mapping[str, str]) -> Shape | None:
+        return item_shape(
+            schema,
+            nulls=op.operation_id in self.plan.null_optional_fields,
+            fields=view_fields(op, plain) if self.config.views else None,
+        )
+
+    def _item(self, op: Operation, plain: Mapping[str, str], item: Any) -> web.Response:
+        shape = self._shape(op, op.response_schema or {}, plain) if isinstance(item, dict) else None
+        return self._json(op.success_status, orjson.dumps(item if shape is None else shape(item)))
 
     async def _check_body(self, request: web.Request, op: Operation) -> None:
         if op.request_schema is None:
@@ -369,7 +483,7 @@ class TenantApp:
             body = await request.json(loads=orjson.loads)
         except ValueError:
             raise RequestError(f"the body of {op.method} {op.path} must be JSON") from None
-        problem = body_problem(op.request_schema, body)
+        problem = body_problem(op.request_schema, body, closed=self.config.closed_request_bodies)
         if problem:
             raise RequestError(problem)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from .spec import Operation, Schema
+from .spec import LIST, Operation, Schema
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -56,6 +56,8 @@ def read_query(
             members[member] = value
             continue
         param = op.query.get(key)
+        if param is None and key == "next_token" and op.role == LIST and not op.cursor_usable:
+            continue  # the answer carries one; like upstream, a list without a usable cursor ignores it
         if param is None or param.deep_object:
             raise RequestError(_unknown(op, key))
         if key in plain:
@@ -91,8 +93,11 @@ def check_scalar(name: str, schema: Schema, value: str) -> None:
         )
 
 
-def body_problem(schema: Schema, value: Any, where: str = "body") -> str | None:
-    """Why a JSON value does not fit a schema (the subset of JSON Schema the spec uses), or None."""
+def body_problem(schema: Schema, value: Any, where: str = "body", *, closed: bool = False) -> str | None:
+    """Why a JSON value does not fit a schema (the subset of JSON Schema the spec uses), or None.
+
+    ``closed``: objects with properties accept no others, as if each said ``additionalProperties: false``.
+    """
     kind = schema.get("type")
     if kind is None and "properties" in schema:
         kind = "object"
@@ -116,20 +121,26 @@ def body_problem(schema: Schema, value: Any, where: str = "body") -> str | None:
         except RequestError as exc:
             return exc.message
     if kind == "object":
+        props = schema.get("properties") or {}
+        forbids_others = schema.get("additionalProperties") is False or (closed and bool(props))
+        unknown = [name for name in value if name not in props]
+        if forbids_others and unknown:
+            names = ", ".join(f"{where}.{name}" for name in unknown)
+            return (
+                f"{names} {'is not a known property' if len(unknown) == 1 else 'are not known properties'} "
+                f"(known: {', '.join(props) or 'none'})"
+            )
         for name in schema.get("required") or ():
             if name not in value:
                 return f"{where}.{name} is required"
-        props = schema.get("properties") or {}
         for name, member in value.items():
             if name in props:
-                problem = body_problem(props[name], member, f"{where}.{name}")
+                problem = body_problem(props[name], member, f"{where}.{name}", closed=closed)
                 if problem:
                     return problem
-            elif schema.get("additionalProperties") is False:
-                return f"{where}.{name} is not a known property"
     if kind == "array":
         for i, member in enumerate(value):
-            problem = body_problem(schema.get("items") or {}, member, f"{where}[{i}]")
+            problem = body_problem(schema.get("items") or {}, member, f"{where}[{i}]", closed=closed)
             if problem:
                 return problem
     return None

@@ -34,9 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 help=f"{help_text} (default: {'on' if default else 'off'})",
             )
             continue
-        shown = "" if default is None else f" (default: {default})"
-        if field.name == "rows_by_operation":
-            shown = " (OPERATION=COUNT[,OPERATION=COUNT...])"
+        syntax = field.metadata.get("syntax")
+        shown = f" ({syntax})" if syntax else "" if default is None else f" (default: {default})"
         parser.add_argument(
             _flag(field.name),
             dest=field.name,

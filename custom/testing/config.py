@@ -6,8 +6,9 @@ field's ``metadata["help"]``), so a setting added here is a flag there with no s
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,18 +21,51 @@ Clock = Callable[[], float]
 """Wall-clock seconds since the epoch; token expiry and rate windows read it (tests pass a manual one)."""
 
 
-def _help(text: str) -> dict[str, str]:
-    return {"help": text}
+ALL_OPERATIONS = "*"
+"""In a per-operation setting, every operation the setting applies to."""
+
+_OPERATIONS_SYNTAX = "OPERATION[,OPERATION...] or *"
+
+
+def _help(
+    text: str, *, parse: Callable[[str], Any] | None = None, syntax: str | None = None
+) -> dict[str, Any]:
+    """A field's command-line help; ``parse`` reads its flag's text, ``syntax`` shows the flag's form."""
+    return {"help": text, "parse": parse, "syntax": syntax}
+
+
+def _finite(name: str, value: float) -> None:
+    if not math.isfinite(value):
+        raise ConfigurationError(f"fake tenant setting {name} must be a finite number, got {value!r}")
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value < 0:
-        raise ConfigurationError(f"fake tenant setting {attribute.name} must be >= 0, got {value!r}")
+    if value is not None:
+        _finite(attribute.name, value)
+        if value < 0:
+            raise ConfigurationError(f"fake tenant setting {attribute.name} must be >= 0, got {value!r}")
 
 
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise ConfigurationError(f"fake tenant setting {attribute.name} must be > 0, got {value!r}")
+    if value is not None:
+        _finite(attribute.name, value)
+        if value <= 0:
+            raise ConfigurationError(f"fake tenant setting {attribute.name} must be > 0, got {value!r}")
+
+
+def _one_of(*choices: str) -> Callable[[object, attrs.Attribute[Any], str], None]:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in choices:
+            raise ConfigurationError(
+                f"fake tenant setting {attribute.name} must be one of {', '.join(choices)}, got {value!r}"
+            )
+
+    return check
+
+
+def _port(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    if not 0 <= value <= 65535:
+        raise ConfigurationError(f"fake tenant setting port must be within 0..65535, got {value!r}")
 
 
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -57,8 +91,84 @@ def _optional_utc(value: datetime | str | None) -> datetime | None:
     return None if value is None else _utc(value)
 
 
-def _as_dict(value: Mapping[str, int]) -> dict[str, int]:
-    return dict(value)
+def _pairs(text: str, setting: str, unit: str) -> list[tuple[str, str]]:
+    """``OPERATION=VALUE`` pairs of a flag's text, comma-separated."""
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigurationError(f"{setting}: expected OPERATION={unit}, got {part!r}")
+        pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def _items(value: Mapping[str, Any] | str, setting: str, unit: str) -> list[tuple[str, Any]]:
+    if isinstance(value, str):
+        return _pairs(value, setting, unit)
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{setting} must map operations to {unit}, got {value!r}")
+    return list(value.items())
+
+
+def _counts(value: Mapping[str, int] | str, setting: str, unit: str) -> dict[str, int]:
+    items = _items(value, setting, unit)
+    counts: dict[str, int] = {}
+    for name, count in items:
+        if isinstance(count, str):
+            if not count.isdigit():
+                raise ConfigurationError(f"{setting}[{name!r}] must be an integer >= 0, got {count!r}")
+            count = int(count)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ConfigurationError(f"{setting}[{name!r}] must be an integer >= 0, got {count!r}")
+        counts[name] = count
+    return counts
+
+
+def _rows_by_operation(value: Mapping[str, int] | str) -> dict[str, int]:
+    return _counts(value, "rows_by_operation", "COUNT")
+
+
+def _bytes_by_operation(value: Mapping[str, int] | str) -> dict[str, int]:
+    return _counts(value, "close_after_bytes", "BYTES")
+
+
+def _rates_by_operation(value: Mapping[str, float] | str) -> dict[str, float]:
+    items = _items(value, "drip_rate", "BYTES_PER_SECOND")
+    rates: dict[str, float] = {}
+    for name, rate in items:
+        try:
+            number = float(rate)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"drip_rate[{name!r}] must be a number of bytes per second, got {rate!r}"
+            ) from None
+        if isinstance(rate, bool) or not math.isfinite(number) or number <= 0:
+            raise ConfigurationError(
+                f"drip_rate[{name!r}] must be a number of bytes per second > 0, got {rate!r}"
+            )
+        rates[name] = number
+    return rates
+
+
+def _operation_names(value: str | Iterable[str]) -> frozenset[str]:
+    """Operation names from a comma-separated flag or any collection of names (checked by ``_names``)."""
+    if isinstance(value, str):
+        return frozenset(name.strip() for name in value.split(",") if name.strip())
+    return frozenset(value) if isinstance(value, Iterable) else value
+
+
+def _names(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, frozenset) or not all(isinstance(name, str) and name for name in value):
+        raise ConfigurationError(
+            f"fake tenant setting {attribute.name} takes operation names (or *), got {value!r}"
+        )
+
+
+def _header_value(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in value):
+        raise ConfigurationError(
+            f"fake tenant setting {attribute.name} must be one line without control characters, got {value!r}"
+        )
 
 
 def _optional_path(value: str | Path | None) -> Path | None:
@@ -70,8 +180,10 @@ class FakeTenantConfig:
     """How the fake tenant listens, what data it serves, which limits it enforces and which faults it injects."""
 
     # Where it listens.
-    host: str = attrs.field(default="127.0.0.1", metadata=_help("interface to listen on"))
-    port: int = attrs.field(default=0, validator=_non_negative, metadata=_help("port; 0 picks a free one"))
+    host: str = attrs.field(
+        default="127.0.0.1", validator=_non_empty, metadata=_help("interface to listen on")
+    )
+    port: int = attrs.field(default=0, validator=_port, metadata=_help("port; 0 picks a free one"))
 
     # Who it is.
     tenant: str = attrs.field(
@@ -116,8 +228,11 @@ class FakeTenantConfig:
     )
     rows_by_operation: Mapping[str, int] = attrs.field(
         factory=dict,
-        converter=_as_dict,
-        metadata=_help("per list operation item counts, e.g. list-segment=50 (overrides the above)"),
+        converter=_rows_by_operation,
+        metadata=_help(
+            "per list operation item counts, e.g. list-segment=50 (overrides the above)",
+            syntax="OPERATION=COUNT[,OPERATION=COUNT...]",
+        ),
     )
     time_start: datetime = attrs.field(
         default=datetime(2026, 1, 1, tzinfo=UTC),
@@ -136,7 +251,9 @@ class FakeTenantConfig:
     spec_path: Path | None = attrs.field(
         default=None,
         converter=_optional_path,
-        metadata=_help("normalized OpenAPI document to serve (default: the one shipped with the package)"),
+        metadata=_help(
+            "normalized OpenAPI document to serve (default: the one shipped with the package)", parse=str
+        ),
     )
 
     # Limits.
@@ -149,7 +266,7 @@ class FakeTenantConfig:
     )
     rate_window: str = attrs.field(
         default="sliding",
-        validator=attrs.validators.in_(("sliding", "fixed")),
+        validator=_one_of("sliding", "fixed"),
         metadata=_help("sliding: no 1 s interval holds more than the limit; fixed: per calendar second"),
     )
 
@@ -171,16 +288,146 @@ class FakeTenantConfig:
     revoke_after_requests: int | None = attrs.field(
         default=None,
         validator=_positive,
-        metadata=_help("revoke every token once, after this many API requests"),
+        metadata=_help("revoke every token once, after this many API requests", parse=int),
     )
     revoke_after_seconds: float | None = attrs.field(
-        default=None, validator=_positive, metadata=_help("revoke every token once, this long after start")
+        default=None,
+        validator=_positive,
+        metadata=_help("revoke every token once, this long after start", parse=float),
     )
     deprecation: datetime | None = attrs.field(
-        default=None, converter=_optional_utc, metadata=_help("send a Deprecation header with this date")
+        default=None,
+        converter=_optional_utc,
+        metadata=_help("send a Deprecation header with this date", parse=str),
     )
     sunset: datetime | None = attrs.field(
-        default=None, converter=_optional_utc, metadata=_help("send a Sunset header with this date")
+        default=None,
+        converter=_optional_utc,
+        metadata=_help("send a Sunset header with this date", parse=str),
+    )
+
+    # Hostile lists. Per-operation settings take operation ids (list-segment) or generated names
+    # (list_segment); * stands for every operation the setting can apply to.
+    cursor_ignored: frozenset[str] = attrs.field(
+        factory=frozenset,
+        converter=_operation_names,
+        validator=_names,
+        metadata=_help(
+            "lists that ignore next_token: every request gets the first page again, with a new cursor",
+            syntax=_OPERATIONS_SYNTAX,
+        ),
+    )
+    endless_empty_pages: frozenset[str] = attrs.field(
+        factory=frozenset,
+        converter=_operation_names,
+        validator=_names,
+        metadata=_help(
+            "lists that never end: after the last item come empty pages, each with a new cursor",
+            syntax=_OPERATIONS_SYNTAX,
+        ),
+    )
+    repeated_items: frozenset[str] = attrs.field(
+        factory=frozenset,
+        converter=_operation_names,
+        validator=_names,
+        metadata=_help(
+            "lists that never end: their last page comes again and again, each time with a new cursor",
+            syntax=_OPERATIONS_SYNTAX,
+        ),
+    )
+    null_next_token: frozenset[str] = attrs.field(
+        factory=frozenset,
+        converter=_operation_names,
+        validator=_names,
+        metadata=_help(
+            'lists whose last page says "next_token": null instead of leaving it out',
+            syntax=_OPERATIONS_SYNTAX,
+        ),
+    )
+    null_optional_fields: frozenset[str] = attrs.field(
+        factory=frozenset,
+        converter=_operation_names,
+        validator=_names,
+        metadata=_help(
+            "operations whose items carry null for each optional field they lack (a running workflow's ended_at)",
+            syntax=_OPERATIONS_SYNTAX,
+        ),
+    )
+    views: bool = attrs.field(
+        default=False,
+        metadata=_help(
+            "honour documented view parameters: answer only the fields of the view asked for or of the "
+            "documented default (get-workflow: overview unless view=verbose)"
+        ),
+    )
+    closed_request_bodies: bool = attrs.field(
+        default=False,
+        metadata=_help(
+            "refuse request bodies with fields their schema does not define (400 naming them), as the "
+            "published documents declare with additionalProperties: false"
+        ),
+    )
+
+    # Hostile answers on the wire.
+    drip_rate: Mapping[str, float] = attrs.field(
+        factory=dict,
+        converter=_rates_by_operation,
+        metadata=_help(
+            "operations whose answers trickle out at this many bytes per second, e.g. list-segment=200",
+            syntax="OPERATION=BYTES_PER_SECOND[,...]; * for every operation",
+        ),
+    )
+    drip_headers: bool = attrs.field(
+        default=False, metadata=_help("trickle the status line and headers too, not only the body")
+    )
+    endless_body: frozenset[str] = attrs.field(
+        factory=frozenset,
+        converter=_operation_names,
+        validator=_names,
+        metadata=_help(
+            "operations whose successful answers are a 200 with a JSON body that never ends",
+            syntax=_OPERATIONS_SYNTAX,
+        ),
+    )
+    close_after_bytes: Mapping[str, int] = attrs.field(
+        factory=dict,
+        converter=_bytes_by_operation,
+        metadata=_help(
+            "operations whose connection is closed after this many bytes of the answer (headers included)",
+            syntax="OPERATION=BYTES[,...]; * for every operation",
+        ),
+    )
+    bad_gzip: frozenset[str] = attrs.field(
+        factory=frozenset,
+        converter=_operation_names,
+        validator=_names,
+        metadata=_help(
+            "operations whose answers say Content-Encoding: gzip over bytes that are not gzip",
+            syntax=_OPERATIONS_SYNTAX,
+        ),
+    )
+    invalid_utf8_errors: frozenset[str] = attrs.field(
+        factory=frozenset,
+        converter=_operation_names,
+        validator=_names,
+        metadata=_help(
+            "operations whose error bodies carry bytes that are not UTF-8 in their message",
+            syntax=_OPERATIONS_SYNTAX,
+        ),
+    )
+    echo_secrets: bool = attrs.field(
+        default=False,
+        metadata=_help(
+            "error answers echo the request's Authorization header, and the OAuth token endpoint's "
+            "errors echo its form body, URL-encoded (as some gateways do)"
+        ),
+    )
+    retry_after: str | None = attrs.field(
+        default=None,
+        validator=_header_value,
+        metadata=_help(
+            "Retry-After header of every 429, verbatim (seconds, an HTTP date, or nonsense)", parse=str
+        ),
     )
 
     # Not a flag: tests pass a manual clock so expiry and rate windows are deterministic.
@@ -196,9 +443,6 @@ class FakeTenantConfig:
             raise ConfigurationError(
                 f"fake tenant default_limit ({self.default_limit}) must not exceed max_limit ({self.max_limit})"
             )
-        for op, count in self.rows_by_operation.items():
-            if not isinstance(count, int) or count < 0:
-                raise ConfigurationError(f"rows_by_operation[{op!r}] must be an integer >= 0, got {count!r}")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> FakeTenantConfig:
@@ -207,9 +451,7 @@ class FakeTenantConfig:
         unknown = sorted(set(values) - set(fields))
         if unknown:
             raise ConfigurationError(f"unknown fake tenant setting(s): {', '.join(unknown)}")
-        converted: dict[str, Any] = {}
-        for name, raw in values.items():
-            converted[name] = _coerce(name, fields[name].default, raw)
+        converted = {name: _coerce(fields[name], raw) for name, raw in values.items()}
         try:
             return cls(**converted)
         except (TypeError, ValueError) as exc:
@@ -218,32 +460,35 @@ class FakeTenantConfig:
             raise ConfigurationError(f"invalid fake tenant setting: {exc}") from None
 
 
-def _coerce(name: str, default: Any, raw: Any) -> Any:
-    if not isinstance(raw, str) or isinstance(default, str) or name in ("spec_path",):
+def _coerce(field: attrs.Attribute[Any], raw: Any) -> Any:
+    """The value of a setting given as text (a flag, the environment); other values pass as they are."""
+    if not isinstance(raw, str):
         return raw
-    text = raw.strip()
-    try:
+    parse: Callable[[str], Any] | None = field.metadata.get("parse")
+    default = field.default
+    if parse is None:
         if isinstance(default, bool):
-            if text.lower() in ("1", "true", "yes", "on"):
-                return True
-            if text.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if isinstance(default, int) or name in ("revoke_after_requests",):
-            return int(text)
-        if isinstance(default, float) or name in ("revoke_after_seconds",):
-            return float(text)
-    except ValueError:
-        raise ConfigurationError(f"fake tenant setting {name}: cannot read {raw!r}") from None
-    if name == "rows_by_operation":
-        pairs: dict[str, int] = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            op, sep, count = part.partition("=")
-            if not sep or not count.strip().isdigit():
-                raise ConfigurationError(f"rows_by_operation: expected OPERATION=COUNT, got {part!r}")
-            pairs[op.strip()] = int(count)
-        return pairs
-    return text
+            parse = _boolean
+        elif isinstance(default, int):
+            parse = int
+        elif isinstance(default, float):
+            parse = float
+        else:
+            return raw  # text, or read by the field's converter
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        if isinstance(exc, ConfigurationError):
+            raise
+        raise ConfigurationError(f"fake tenant setting {field.name}: cannot read {raw!r}") from None
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(text)
 
 
 def http_date(value: datetime) -> str:

@@ -1,4 +1,8 @@
-"""Opaque, signed page cursors: a forged cursor, or one from another query, is refused."""
+"""Opaque, signed page cursors: a forged cursor, or one from another query, is refused.
+
+A cursor holds the query it belongs to, the offset it stands for, and a serial number that lets a
+server hand out a new cursor for the same offset (what a hostile list does).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import hashlib
 import hmac
 import struct
 
-_LAYOUT = struct.Struct(">8sQ")
+_LAYOUT = struct.Struct(">8sQI")
 _SIGNATURE_BYTES = 10
 
 
@@ -28,8 +32,8 @@ class CursorCodec:
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()[:_SIGNATURE_BYTES]
 
-    def encode(self, digest: bytes, offset: int) -> str:
-        payload = _LAYOUT.pack(digest, offset)
+    def encode(self, digest: bytes, offset: int, serial: int = 0) -> str:
+        payload = _LAYOUT.pack(digest, offset, serial & 0xFFFFFFFF)
         return base64.urlsafe_b64encode(payload + self._sign(payload)).rstrip(b"=").decode("ascii")
 
     def decode(self, token: str, digest: bytes) -> int:
@@ -43,7 +47,7 @@ class CursorCodec:
         payload, signature = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
         if not hmac.compare_digest(signature, self._sign(payload)):
             raise CursorError("next_token is not a cursor this API issued")
-        cursor_digest, offset = _LAYOUT.unpack(payload)
+        cursor_digest, offset, _serial = _LAYOUT.unpack(payload)
         if cursor_digest != digest:
             raise CursorError(
                 "next_token belongs to a different query; pass the same operation, path and filters "

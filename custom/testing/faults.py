@@ -1,10 +1,17 @@
-"""Injected faults, drawn from a seeded random source so a run can be repeated."""
+"""Injected faults: random ones drawn from a seeded source so a run can be repeated, and the
+per-operation hostile behaviours the config chooses."""
 
 from __future__ import annotations
 
 import random
 
+from amperity_async.custom.errors import ConfigurationError
+
 from .config import FakeTenantConfig
+from .pages import CURSOR_IGNORED, ENDLESS_EMPTY_PAGES, REPEATED_ITEMS, ListFaults
+from .selection import Kind, OperationNames
+from .spec import LIST, TenantSpec
+from .wire import Delivery
 
 DROP, ERROR_500, ERROR_503 = "drop", 500, 503
 
@@ -53,3 +60,66 @@ class FaultInjector:
         ):
             self._revoked_by_time = due = True
         return due
+
+
+OAUTH_TOKEN, ISSUER_TOKEN = "oauth-token", "issuer-token"
+TOKEN_ENDPOINTS = (OAUTH_TOKEN, ISSUER_TOKEN)
+"""How per-operation wire settings name the two token endpoints, which are not in the spec."""
+
+
+FOLLOWABLE_LIST = Kind(lambda op: op.role == LIST and op.cursor_usable, "a list whose cursor can be followed")
+LIST_OPERATION = Kind(lambda op: op.role == LIST, "a list operation")
+JSON_ANSWER = Kind(lambda op: op.response_schema is not None, "an operation that answers a JSON body")
+
+
+class FaultPlan:
+    """The per-operation settings of a config, checked against the served spec and keyed by operation id."""
+
+    def __init__(self, config: FakeTenantConfig, spec: TenantSpec) -> None:
+        names = OperationNames(spec.operations)
+        self.rows = names.select_values("rows_by_operation", config.rows_by_operation, LIST_OPERATION)
+        cursor_faults = {
+            "cursor_ignored": (config.cursor_ignored, CURSOR_IGNORED),
+            "endless_empty_pages": (config.endless_empty_pages, ENDLESS_EMPTY_PAGES),
+            "repeated_items": (config.repeated_items, REPEATED_ITEMS),
+        }
+        self._cursor: dict[str, str] = {}
+        chosen_by: dict[str, str] = {}
+        for setting, (ops, mode) in cursor_faults.items():
+            for op_id in names.select(setting, ops, FOLLOWABLE_LIST):
+                if op_id in self._cursor:
+                    raise ConfigurationError(
+                        f"{op_id} is chosen by both {chosen_by[op_id]} and {setting}; a list's cursor "
+                        f"can misbehave in one way at a time"
+                    )
+                self._cursor[op_id], chosen_by[op_id] = mode, setting
+        self._null_next_token = names.select("null_next_token", config.null_next_token, FOLLOWABLE_LIST)
+        self.null_optional_fields = names.select(
+            "null_optional_fields", config.null_optional_fields, JSON_ANSWER
+        )
+        # Wire settings reach the token endpoints too, by name.
+        tokens = TOKEN_ENDPOINTS
+        self._drip = names.select_values("drip_rate", config.drip_rate, endpoints=tokens)
+        self._cut = names.select_values("close_after_bytes", config.close_after_bytes, endpoints=tokens)
+        self._endless = names.select("endless_body", config.endless_body, endpoints=tokens)
+        self._bad_gzip = names.select("bad_gzip", config.bad_gzip, endpoints=tokens)
+        self.invalid_utf8_errors = names.select(
+            "invalid_utf8_errors", config.invalid_utf8_errors, endpoints=tokens
+        )
+        self._pace_head = config.drip_headers
+
+    def list_faults(self, op_id: str) -> ListFaults:
+        return ListFaults(cursor=self._cursor.get(op_id), null_next_token=op_id in self._null_next_token)
+
+    def hands_out_new_cursors(self, op_id: str) -> bool:
+        """Whether the operation's pages differ request by request (so none may be cached)."""
+        return op_id in self._cursor
+
+    def delivery(self, op_id: str) -> Delivery:
+        return Delivery(
+            rate=self._drip.get(op_id),
+            pace_head=self._pace_head,
+            cut_after=self._cut.get(op_id),
+            endless=op_id in self._endless,
+            bad_gzip=op_id in self._bad_gzip,
+        )

@@ -1,19 +1,44 @@
-"""List requests: filters, cursors, limits and the page body."""
+"""List requests: filters, cursors, limits and the page body.
+
+A list whose spec marks its cursor unusable answers every item of the window at once, with a
+``next_token`` it ignores when sent back; a list with a documented longest window refuses longer or
+open-ended ones. Hostile cursor behaviours (:class:`ListFaults`) are chosen per operation.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 import orjson
 
 from .checks import RequestError, parse_datetime_ms
 from .cursors import CursorCodec, CursorError
 from .data import Collection, CollectionModel, Template, is_end_time, mix, salt_of_name
+from .shaping import Shape
 from .spec import PAGINATION_PARAMS, Operation
 
 Predicate = Callable[[int], bool]
 FACET_VALUES = 5
+_DAY_MS = 86_400_000
+
+CURSOR_IGNORED = "ignored"
+"""Every request gets the first page, whatever its next_token; each answer has a new cursor."""
+ENDLESS_EMPTY_PAGES = "endless-empty-pages"
+"""After the last item, empty pages follow forever, each with a new cursor."""
+REPEATED_ITEMS = "repeated-items"
+"""The last page comes again forever, each time with a new cursor."""
+
+
+@attrs.frozen
+class ListFaults:
+    """How one list operation misbehaves (the defaults: not at all)."""
+
+    cursor: str | None = None
+    """None (cursors work), CURSOR_IGNORED, ENDLESS_EMPTY_PAGES or REPEATED_ITEMS."""
+    null_next_token: bool = False
+    """The last page says ``"next_token": null`` instead of leaving it out."""
 
 
 def facet_values(model: CollectionModel, param: str) -> list[str]:
@@ -46,7 +71,11 @@ def build_page(
     default_limit: int,
     max_limit: int,
     codec: CursorCodec,
+    faults: ListFaults = ListFaults(),
+    serial: int = 0,
+    shape: Shape | None = None,
 ) -> bytes:
+    """The page a list request asks for, serialized; ``serial`` numbers the new cursors of hostile lists."""
     model = collection.model
     props = model.item_schema.get("properties") or {}
     limit = default_limit
@@ -55,6 +84,7 @@ def build_page(
         if not 1 <= limit <= max_limit:
             raise RequestError(f"limit must be between 1 and {max_limit}, got {limit}")
     with_total = plain.get("with_total") == "true"
+    _check_window_lengths(op, plain)
 
     lo, hi = 0, model.size
     predicates: list[Predicate] = []
@@ -135,23 +165,72 @@ def build_page(
         tuple(sorted((k, tuple(sorted(v.items()))) for k, v in deep.items())),
     )
     digest = codec.query_digest(query_key)
-    offset = 0
-    if "next_token" in plain:
-        token = plain["next_token"]
-        if not token or token in ("null", "None", "undefined"):
-            raise RequestError("next_token must not be empty or null; omit it to get the first page")
-        try:
-            offset = codec.decode(token, digest)
-        except CursorError as exc:
-            raise RequestError(str(exc)) from None
-
     matches = collection.matching(
         (query_key, collection.version), lo, max(lo, hi), predicates, created_predicates
     )
-    window = matches[offset : offset + limit]
-    page: dict[str, Any] = {"data": [collection.item(i) for i in window]}
-    if offset + limit < len(matches):
-        page["next_token"] = codec.encode(digest, offset + limit)
+    if not op.cursor_usable:
+        # One answer holds the whole window; its next_token is there, as upstream sends one, but
+        # stands for nothing, and one sent back is ignored.
+        page = _page(collection, matches, shape)
+        page["next_token"] = codec.encode(digest, len(matches))
+    else:
+        offset = 0 if faults.cursor == CURSOR_IGNORED else _offset(plain, codec, digest)
+        page = _page(collection, matches[offset : offset + limit], shape)
+        next_token = _next_token(faults, codec, digest, offset, limit, len(matches), serial)
+        if next_token is not None or faults.null_next_token:
+            page["next_token"] = next_token
     if with_total:
         page["total"] = len(matches)
     return orjson.dumps(page)
+
+
+def _page(collection: Collection, indexes: Any, shape: Shape | None) -> dict[str, Any]:
+    items = [collection.item(i) for i in indexes]
+    return {"data": items if shape is None else [shape(item) for item in items]}
+
+
+def _offset(plain: Mapping[str, str], codec: CursorCodec, digest: bytes) -> int:
+    if "next_token" not in plain:
+        return 0
+    token = plain["next_token"]
+    if not token or token in ("null", "None", "undefined"):
+        raise RequestError("next_token must not be empty or null; omit it to get the first page")
+    try:
+        return codec.decode(token, digest)
+    except CursorError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def _next_token(
+    faults: ListFaults, codec: CursorCodec, digest: bytes, offset: int, limit: int, count: int, serial: int
+) -> str | None:
+    """The cursor after the page at ``offset`` (None: the list has ended)."""
+    if offset + limit < count:
+        return codec.encode(digest, offset + limit, serial if faults.cursor else 0)
+    if faults.cursor == ENDLESS_EMPTY_PAGES:
+        return codec.encode(digest, max(offset, count), serial)
+    if faults.cursor == REPEATED_ITEMS:
+        return codec.encode(digest, offset, serial)
+    return None
+
+
+def _check_window_lengths(op: Operation, plain: Mapping[str, str]) -> None:
+    """A list with a documented longest window needs both ends of each window, at most that far apart."""
+    days = op.max_window_days
+    if days is None:
+        return
+    for start_name, end_name in op.time_windows:
+        missing = [name for name in (start_name, end_name) if name not in plain]
+        if missing:
+            named = " and ".join(repr(name) for name in missing)
+            raise RequestError(
+                f"query parameter {named} {'is' if len(missing) == 1 else 'are'} required: {op.method} {op.path} "
+                f"answers windows of at most {days} days ({start_name} to {end_name})"
+            )
+        start = parse_datetime_ms(start_name, plain[start_name])
+        end = parse_datetime_ms(end_name, plain[end_name])
+        if end - start > days * _DAY_MS:
+            raise RequestError(
+                f"the window from {start_name} ({plain[start_name]}) to {end_name} ({plain[end_name]}) spans "
+                f"{(end - start) / _DAY_MS:g} days; {op.method} {op.path} answers at most {days} days"
+            )

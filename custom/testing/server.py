@@ -15,6 +15,7 @@ import attrs
 from aiohttp import web
 
 from amperity_async.custom.errors import ConfigurationError
+
 from .app import API_PREFIX, TenantApp
 from .config import FakeTenantConfig
 from .data import Dataset
@@ -60,7 +61,8 @@ class FakeTenant:
         if self._runner is not None:
             raise RuntimeError("the fake tenant is already running")
         app = TenantApp(self.config)
-        runner = web.AppRunner(app.build(), access_log=None, handle_signals=False)
+        # Bodies that never end are cut by stop(); other answers get a moment to finish.
+        runner = web.AppRunner(app.build(), access_log=None, handle_signals=False, shutdown_timeout=5.0)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.config.host, self.config.port, reuse_address=True)
@@ -76,7 +78,10 @@ class FakeTenant:
         self._app, self._runner = app, runner
 
     async def stop(self) -> None:
-        runner, self._runner, self._app = self._runner, None, None
+        runner, app = self._runner, self._app
+        self._runner = self._app = None
+        if app is not None:
+            app.wire.abort_all()
         if runner is not None:
             await runner.cleanup()
 

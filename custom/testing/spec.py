@@ -57,10 +57,62 @@ class Operation:
     """The path of the list operation whose items this operation reads or changes."""
     verb: str | None = None
     time_windows: tuple[tuple[str, str], ...] = ()
+    cursor_usable: bool = True
+    """False where the spec marks a list's cursor unusable (``x-amperity-pagination: none``): one
+    answer holds every item of the window, and a next_token sent back is ignored."""
+    max_window_days: int | None = None
+    """The longest ``*_from``/``*_to`` window accepted (``x-amperity-max-window-days``)."""
+    views: tuple[View, ...] = ()
 
     @property
     def filters(self) -> tuple[str, ...]:
         return tuple(name for name in self.query if name not in PAGINATION_PARAMS)
+
+
+@attrs.frozen
+class View:
+    """A query parameter that picks how much of the answer comes back, as its description documents it:
+    "Set this value to overview to return only the following parameters: a, b, and c ... Default value:
+    overview". Values without such a list return everything."""
+
+    param: str
+    default: str | None
+    fields: Mapping[str, frozenset[str]]
+
+    def fields_for(self, value: str | None) -> frozenset[str] | None:
+        """The fields answered for the parameter's value (None: every field)."""
+        chosen = value if value is not None else self.default
+        return None if chosen is None else self.fields.get(chosen)
+
+
+_ONLY_FIELDS = r"[Ss]et this value to\W*{value}\W* to return only the following \w+:\s*(?P<names>[^.]+)\."
+_DEFAULT_VALUE = re.compile(r"[Dd]efault value:\W*(?P<value>[\w-]+)")
+
+
+def _view(param: QueryParam) -> View | None:
+    enum = [str(v) for v in param.schema.get("enum") or ()]
+    fields: dict[str, frozenset[str]] = {}
+    for value in enum:
+        found = re.search(_ONLY_FIELDS.format(value=re.escape(value)), param.description)
+        if found:
+            names = re.split(r",\s*(?:and\s+)?|\s+and\s+", found.group("names"))
+            fields[value] = frozenset(n.strip(" *`") for n in names if n.strip(" *`"))
+    if not fields:
+        return None
+    default = _DEFAULT_VALUE.search(param.description)
+    chosen = default.group("value") if default and default.group("value") in enum else None
+    return View(param.name, chosen, fields)
+
+
+def _max_window_days(raw: Mapping[str, Any]) -> int | None:
+    value = raw.get("x-amperity-max-window-days")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(
+            f"{raw.get('operationId')}: x-amperity-max-window-days must be a positive integer, got {value!r}"
+        )
+    return value
 
 
 def _path_regex(template: str) -> re.Pattern[str]:
@@ -170,7 +222,16 @@ class TenantSpec:
             document = json.loads(text)
         except ValueError as exc:
             raise ConfigurationError(f"the spec to serve is not JSON: {exc}") from None
-        return cls(document)
+        if not isinstance(document, dict):
+            raise ConfigurationError("the spec to serve is not an OpenAPI document (not a JSON object)")
+        try:
+            return cls(document)
+        except (KeyError, TypeError, AttributeError, IndexError) as exc:
+            # A hand-edited document can break in many places; say which file, not where it broke.
+            raise ConfigurationError(
+                f"the spec to serve ({path or 'packaged openapi.json'}) is not a normalized OpenAPI document: "
+                f"{type(exc).__name__} {exc}"
+            ) from None
 
     def _read_operations(self) -> list[Operation]:
         operations = []
@@ -220,6 +281,9 @@ class TenantSpec:
             request_schema=request_schema,
             path_regex=_path_regex(path),
             time_windows=_time_windows(query),
+            cursor_usable=raw.get("x-amperity-pagination", "cursor") != "none",
+            max_window_days=_max_window_days(raw),
+            views=tuple(view for view in map(_view, query.values()) if view is not None),
         )
 
     def _assign_roles(self) -> None:
@@ -268,16 +332,17 @@ class TenantSpec:
                 return op
         raise KeyError(operation_id)
 
-    def match(self, method: str, path: str) -> tuple[Operation | None, tuple[str, ...], bool]:
-        """(operation, path parameter values, whether the path exists under another method)."""
-        path_known = False
+    def match(self, method: str, path: str) -> tuple[Operation | None, tuple[str, ...], tuple[str, ...]]:
+        """(operation, path parameter values, the methods the path answers to: empty for no such path)."""
+        allowed: list[str] = []
         for op in self.routes:
             found = op.path_regex.match(path)
             if found:
                 if op.method == method:
-                    return op, found.groups(), True
-                path_known = True
-        return None, (), path_known
+                    return op, found.groups(), (method,)
+                if op.method not in allowed:
+                    allowed.append(op.method)
+        return None, (), tuple(allowed)
 
 
 def _page_item_name(op: Operation, document: Mapping[str, Any]) -> str | None:
