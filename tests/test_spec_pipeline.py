@@ -28,10 +28,10 @@ from spec_support import (
     upstream_document,
 )
 
-from amperity_async.custom.specs.generate import GenerateError, generate, tree_hash
-from amperity_async.custom.specs.normalize import unmatched_repairs
-from amperity_async.custom.specs.overlay import ActionReport, Overlay, OverlayError
-from amperity_async.custom.specs.sources import (
+from tools.specs.generate import GenerateError, generate, tree_hash
+from tools.specs.normalize import unmatched_repairs
+from tools.specs.overlay import ActionReport, Overlay, OverlayError
+from tools.specs.sources import (
     ChecksumMismatch,
     Lock,
     SpecSourceError,
