@@ -98,6 +98,8 @@ bench: $(READY)
 	$(PY) benchmarks/run.py --profile $(BENCH_FLAGS)
 	$(PY) benchmarks/redis_budget.py $(BENCH_FLAGS)
 
-## clean: remove everything built from the pins (downloads, normalized spec, package, build output)
+## clean: remove everything built from the pins (downloads, normalized spec, package, build output);
+## the next target reinstalls (the editable install's link lives in build/)
 clean:
 	rm -rf amperity_async openapi/upstream openapi/amperity.json .generate-staging* build dist
+	rm -f $(VENV)/.installed
