@@ -399,7 +399,15 @@ def test_failed_update_leaves_the_pins_and_the_build_untouched(tmp_path: Path) -
     assert "update abandoned: the pins and the previous build are unchanged" in result.stderr
     assert snapshot(project) == before
     assert sorted(p.name for p in project.iterdir()) == sorted(
-        ["Makefile", "generator-config.yaml", "custom", "tools", "openapi", "amperity_async", "pyproject.toml"]
+        [
+            "Makefile",
+            "generator-config.yaml",
+            "custom",
+            "tools",
+            "openapi",
+            "amperity_async",
+            "pyproject.toml",
+        ]
     )
 
 
