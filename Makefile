@@ -8,7 +8,8 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 LOCK := openapi/sources.lock.json
 OVERLAYS := $(wildcard openapi/overlays/*.yaml)
-TEMPLATES := $(wildcard openapi/templates/*.jinja)
+# Templates may sit in subfolders (property_templates/).
+TEMPLATES := $(shell find openapi/templates -type f -name "*.jinja")
 PIPELINE := $(wildcard tools/specs/*.py)
 BACKEND := tools/build_backend.py tools/editable_wheel.py
 # Written by every generation: what the package was made from.
