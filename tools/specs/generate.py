@@ -189,9 +189,10 @@ def generation_inputs(project: Path, spec: Path) -> str:
 
     add("spec", spec.read_bytes())
     add("config", (project / "generator-config.yaml").read_bytes())
-    for template in sorted((project / "openapi" / "templates").rglob("*")):
+    templates = project / "openapi" / "templates"
+    for template in sorted(templates.rglob("*")):
         if template.is_file():
-            add(template.name, template.read_bytes())
+            add(template.relative_to(templates).as_posix(), template.read_bytes())
     add("generate.py", Path(__file__).read_bytes())
     for tool in ("openapi-python-client", "ruff"):
         try:
