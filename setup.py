@@ -1,7 +1,9 @@
 """Packages: the generated ``amperity_async`` and the hand-written ``custom/`` installed inside it.
 
 ``custom/`` becomes ``amperity_async.custom`` (the client layer, the CLI) except ``custom/testing/``,
-which becomes ``amperity_async.testing`` (the fake tenant and its pytest fixtures).
+which becomes ``amperity_async.testing`` (the fake tenant and its pytest plugin, whose dependencies
+come with the ``testing`` extra). The generated part exists once the build backend
+(``tools/build_backend.py``) has run the spec pipeline; an sdist carries none of it.
 """
 
 from setuptools import find_packages, setup
@@ -9,6 +11,7 @@ from setuptools import find_packages, setup
 generated = [
     p
     for p in find_packages(include=["amperity_async", "amperity_async.*"])
+    # custom and testing are links into custom/ (for editable installs), mapped below instead.
     if not p.startswith(("amperity_async.custom", "amperity_async.testing"))
 ]
 hand_written = ["amperity_async.custom"] + [

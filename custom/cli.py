@@ -336,8 +336,8 @@ async def cmd_extract_all(args: argparse.Namespace) -> int:
 
 
 async def cmd_check_upstream(args: argparse.Namespace) -> int:
-    from .specs.sources import MIRROR_ENV, Lock
-    from .specs.upstream import run_check
+    from tools.specs.sources import MIRROR_ENV, Lock
+    from tools.specs.upstream import run_check
 
     lock_path = Path(args.lock)
     lock = Lock.load(lock_path)

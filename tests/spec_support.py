@@ -10,8 +10,8 @@ from typing import Any
 import attrs
 import yaml
 
-from amperity_async.custom.specs.normalize import HTTP_METHODS, normalize, repair
-from amperity_async.custom.specs.sources import Lock
+from tools.specs.normalize import HTTP_METHODS, normalize, repair
+from tools.specs.sources import Lock
 
 PROJECT = Path(__file__).resolve().parents[1]
 OPENAPI = PROJECT / "openapi"
@@ -108,7 +108,8 @@ def copy_project(dest: Path) -> Path:
     shutil.copyfile(PROJECT / "Makefile", dest / "Makefile")
     for name in ("generator-config.yaml", "pyproject.toml"):
         shutil.copyfile(PROJECT / name, dest / name)
-    shutil.copytree(PROJECT / "custom", dest / "custom", ignore=ignore)
+    for name in ("custom", "tools"):
+        shutil.copytree(PROJECT / name, dest / name, ignore=ignore)
     (dest / "openapi").mkdir()
     for name in ("overlays", "templates", "upstream"):
         shutil.copytree(OPENAPI / name, dest / "openapi" / name, ignore=ignore)

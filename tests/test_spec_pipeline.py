@@ -28,10 +28,10 @@ from spec_support import (
     upstream_document,
 )
 
-from amperity_async.custom.specs.generate import GenerateError, generate, tree_hash
-from amperity_async.custom.specs.normalize import unmatched_repairs
-from amperity_async.custom.specs.overlay import ActionReport, Overlay, OverlayError
-from amperity_async.custom.specs.sources import (
+from tools.specs.generate import GenerateError, generate, tree_hash
+from tools.specs.normalize import unmatched_repairs
+from tools.specs.overlay import ActionReport, Overlay, OverlayError
+from tools.specs.sources import (
     ChecksumMismatch,
     Lock,
     SpecSourceError,
@@ -367,3 +367,36 @@ def test_operations_only_in_the_unstable_document_are_marked_unstable() -> None:
     for op_id, (method, path, op) in operations(normalized_spec()).items():
         expected = "unstable" if (method, path) in unstable_only else "stable"
         assert op["x-amperity-stability"] == expected, op_id
+
+
+def test_the_index_names_modules_as_the_generator_writes_them(tmp_path: Path) -> None:
+    """Names a plain snake-case would get wrong: acronyms, reserved words, no operationId."""
+    spec = normalized_spec()
+    ok = {"200": {"description": "OK"}}
+    spec["paths"]["/http-responses"] = {
+        "get": {"operationId": "getHTTPResponse", "tags": ["HTTP Things"], "responses": ok},
+        "post": {"operationId": "class", "tags": ["HTTP Things"], "responses": ok},
+    }
+    spec["paths"]["/things/{thing-id}/parts"] = {
+        "parameters": [{"name": "thing-id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "get": {"tags": ["HTTP Things"], "responses": ok},
+    }
+    for method in ("get", "post"):
+        spec["paths"]["/http-responses"][method]["x-amperity-api"] = "control-plane"
+    spec["paths"]["/things/{thing-id}/parts"]["get"]["x-amperity-api"] = "control-plane"
+    project = _generation_project(tmp_path, spec)
+    out = tmp_path / "out" / "amperity_async"
+    generate(project, out=out)
+
+    namespace: dict[str, Any] = {}
+    exec((out / "_operations.py").read_text(encoding="utf-8"), namespace)
+    index: dict[str, dict[str, Any]] = namespace["OPERATIONS"]
+    written = {
+        ".".join(("amperity_async",) + p.relative_to(out).with_suffix("").parts)
+        for p in (out / "api").rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    assert {entry["module"] for entry in index.values()} == written
+    assert index["getHTTPResponse"]["module"] == "amperity_async.api.http_things.get_http_response"
+    assert index["class"]["module"] == "amperity_async.api.http_things.class_"
+    assert index["get_things_thing_id_parts"]["path"] == "/things/{thing-id}/parts"

@@ -19,7 +19,7 @@ from spec_support import (
     resolve,
 )
 
-from amperity_async.custom.specs.normalize import NormalizeError
+from tools.specs.normalize import NormalizeError
 
 Check = Callable[[dict[str, Any]], bool]
 

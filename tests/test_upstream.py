@@ -16,8 +16,8 @@ import httpx
 import respx
 from spec_support import PROJECT, UPSTREAM, copy_project, project_lock, snapshot, upstream_document
 
-from amperity_async.custom.specs.sources import Lock, sha256
-from amperity_async.custom.specs.upstream import (
+from tools.specs.sources import Lock, sha256
+from tools.specs.upstream import (
     CHANGED,
     INCOMPLETE,
     SAME,
@@ -385,7 +385,7 @@ def test_failed_update_leaves_the_pins_and_the_build_untouched(tmp_path: Path) -
     env = {**os.environ, "AMPERITY_PROJECT_ROOT": str(project), "AMPERITY_SPEC_MIRROR": str(mirror)}
 
     result = subprocess.run(
-        [sys.executable, "-m", "custom.specs", "update"],
+        [sys.executable, "-m", "tools.specs", "update"],
         cwd=project,
         env=env,
         capture_output=True,
@@ -399,7 +399,15 @@ def test_failed_update_leaves_the_pins_and_the_build_untouched(tmp_path: Path) -
     assert "update abandoned: the pins and the previous build are unchanged" in result.stderr
     assert snapshot(project) == before
     assert sorted(p.name for p in project.iterdir()) == sorted(
-        ["Makefile", "generator-config.yaml", "custom", "openapi", "amperity_async", "pyproject.toml"]
+        [
+            "Makefile",
+            "generator-config.yaml",
+            "custom",
+            "tools",
+            "openapi",
+            "amperity_async",
+            "pyproject.toml",
+        ]
     )
 
 
@@ -409,7 +417,7 @@ def test_check_upstream_command_exit_status(tmp_path: Path) -> None:
     )
     env = {**os.environ, "AMPERITY_PROJECT_ROOT": str(PROJECT), "AMPERITY_SPEC_MIRROR": str(mirror)}
     result = subprocess.run(
-        [sys.executable, "-m", "custom.specs", "check-upstream"],
+        [sys.executable, "-m", "tools.specs", "check-upstream"],
         cwd=PROJECT,
         env=env,
         capture_output=True,

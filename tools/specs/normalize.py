@@ -144,8 +144,19 @@ def unmatched_repairs(reports: list[ActionReport]) -> list[ActionReport]:
     return [first[key] for key, count in matched.items() if count == 0]
 
 
-def write_json(path: Path, document: dict[str, Any]) -> None:
+def write_json(path: Path, document: dict[str, Any]) -> bool:
+    """Write ``document`` atomically; an unchanged file is left alone (its mtime drives make).
+
+    Returns whether the file changed.
+    """
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return False
+    except OSError:
+        pass
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+    return True

@@ -10,6 +10,7 @@ normalized spec itself.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import pprint
@@ -18,13 +19,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 from typing import Any
+
+from openapi_python_client.config import ConfigFile
+from openapi_python_client.parser.openapi import generate_operation_id
+from openapi_python_client.schema.untrusted_string import UntrustedString
+from openapi_python_client.strings import PythonIdentifier
 
 from .normalize import HTTP_METHODS
 from .sources import copy_tree_atomically
 
 PACKAGE = "amperity_async"
+INPUTS_STAMP = ".generated-from"
 # Lines the generator prints when it dropped or could not fully render something.
 _WARNING = re.compile(r"warning|error|skipp|unable|pieces may be missing|could not", re.IGNORECASE)
 
@@ -33,9 +41,27 @@ class GenerateError(Exception):
     """The generator failed or warned; the previous package is left untouched."""
 
 
-def snake(name: str) -> str:
-    name = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
-    return re.sub(r"[^a-zA-Z0-9]+", "_", name).strip("_").lower()
+class ModuleNames:
+    """The generator's own names for tag packages and endpoint modules, so the index cannot disagree.
+
+    openapi-python-client names ``api/<tag>/<operation>.py`` with its ``PythonIdentifier`` (and an
+    operation without an ``operationId`` after its method and path); reusing its functions keeps
+    names such as ``HTTPResponse`` or ``class`` identical to the files it writes.
+    """
+
+    def __init__(self, config: Path) -> None:
+        self.field_prefix = ConfigFile.load_from_path(config).field_prefix
+
+    def tag(self, tag: str) -> str:
+        return str(PythonIdentifier(tag, prefix="tag"))
+
+    def endpoint(self, path: str, method: str, operation_id: str | None) -> str:
+        if operation_id is None:
+            name = generate_operation_id(path=UntrustedString(path), method=method, prefix=self.field_prefix)
+        else:
+            name = PythonIdentifier(operation_id, prefix=self.field_prefix)
+        # The generator names the file by applying PythonIdentifier once more to the endpoint name.
+        return str(PythonIdentifier(name, prefix=self.field_prefix))
 
 
 def _resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +85,7 @@ def _item_key(item: dict[str, Any]) -> str | None:
     return None
 
 
-def operation_index(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def operation_index(document: dict[str, Any], names: ModuleNames) -> dict[str, dict[str, Any]]:
     """Per operationId: what the client layer needs to know about it, from the normalized spec."""
     index: dict[str, dict[str, Any]] = {}
     for path, item in document["paths"].items():
@@ -67,7 +93,9 @@ def operation_index(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
             operation = item.get(method)
             if not isinstance(operation, dict):
                 continue
-            op_id = operation["operationId"]
+            module = names.endpoint(path, method, operation.get("operationId"))
+            # An operation without an operationId is indexed under the name the generator gave it.
+            op_id = operation.get("operationId") or module
             tag = (operation.get("tags") or ["default"])[0]
             params = [_resolve(document, p) for p in operation.get("parameters", [])]
             query = [p["name"] for p in params if p.get("in") == "query"]
@@ -94,7 +122,7 @@ def operation_index(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 if name.endswith("_from") and name[: -len("_from")] + "_to" in query
             ]
             index[op_id] = {
-                "module": f"{PACKAGE}.api.{snake(tag)}.{snake(op_id)}",
+                "module": f"{PACKAGE}.api.{names.tag(tag)}.{module}",
                 "method": method.upper(),
                 "path": path,
                 "api": operation["x-amperity-api"],
@@ -113,9 +141,9 @@ def operation_index(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return dict(sorted(index.items()))
 
 
-def render_operations_module(document: dict[str, Any]) -> str:
+def render_operations_module(document: dict[str, Any], names: ModuleNames) -> str:
     apis = document["info"].get("x-amperity-apis", {})
-    ops = operation_index(document)
+    ops = operation_index(document, names)
     return (
         '"""Operation metadata from the normalized spec, for the hand-written layer."""\n\n'
         "from typing import Any\n\n"
@@ -132,6 +160,84 @@ def tree_hash(root: Path) -> str:
     return digest.hexdigest()
 
 
+def _tool_environment() -> dict[str, str]:
+    """The environment the generator runs in: ruff (its post hooks call it by name) first on PATH.
+
+    Inside a build front end's isolated environment the tools are importable but their scripts
+    may not be on PATH, so ruff's binary is found the way ``python -m ruff`` finds it.
+    """
+    try:
+        from ruff import find_ruff_bin
+    except ImportError as exc:
+        raise GenerateError(f"ruff is not installed in {sys.prefix}: {exc}") from exc
+    ruff_dir = str(Path(find_ruff_bin()).parent)
+    # No ruff cache: it would land inside the package, named after the (unique) staging path.
+    return {**os.environ, "PATH": ruff_dir + os.pathsep + os.environ.get("PATH", ""), "RUFF_NO_CACHE": "true"}
+
+
+def generation_inputs(project: Path, spec: Path) -> str:
+    """A digest of everything the generated package is made from.
+
+    The normalized spec, the generator's configuration and templates, this module (it writes
+    part of the package), the generator's and ruff's versions and ruff's layout settings: when
+    none of them changed, a build may keep the package it has.
+    """
+    digest = hashlib.sha256()
+
+    def add(label: str, data: bytes) -> None:
+        digest.update(label.encode() + b"\0" + data + b"\0")
+
+    add("spec", spec.read_bytes())
+    add("config", (project / "generator-config.yaml").read_bytes())
+    templates = project / "openapi" / "templates"
+    for template in sorted(templates.rglob("*")):
+        if template.is_file():
+            add(template.relative_to(templates).as_posix(), template.read_bytes())
+    add("generate.py", Path(__file__).read_bytes())
+    for tool in ("openapi-python-client", "ruff"):
+        try:
+            add(tool, importlib.metadata.version(tool).encode())
+        except importlib.metadata.PackageNotFoundError:
+            add(tool, b"missing")
+    add("ruff settings", generation_ruff_settings(project).encode())
+    return digest.hexdigest()
+
+
+# The project's ruff settings that shape generated code: layout only. Its lint selection and
+# excludes (which name amperity_async/) are for hand-written code and never reach the generator.
+_GENERATION_RUFF_KEYS = ("line-length", "indent-width", "target-version")
+
+
+def generation_ruff_settings(project: Path) -> str:
+    """A pyproject.toml for the generator's ruff runs, with the project's layout settings only."""
+    pyproject = project / "pyproject.toml"
+    if not pyproject.is_file():
+        return ""
+    ruff = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("tool", {}).get("ruff", {})
+    lines = ["[tool.ruff]"]
+    lines += [f"{key} = {json.dumps(ruff[key])}" for key in _GENERATION_RUFF_KEYS if key in ruff]
+    if isinstance(ruff.get("format"), dict):
+        lines.append("[tool.ruff.format]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in sorted(ruff["format"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def generated_from(package: Path) -> str | None:
+    """The inputs digest a generated package was made from (None when unknown)."""
+    try:
+        return (package / INPUTS_STAMP).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
+def _run_tool(args: list[str], *, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m TOOL ...`` in ``cwd``; -P keeps ``cwd`` off sys.path (the generated types.py
+    would shadow the standard library's)."""
+    return subprocess.run(
+        [sys.executable, "-P", "-m", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
 def generate(project: Path, *, out: Path | None = None, spec: Path | None = None) -> str:
     """Generate ``amperity_async/`` (or ``out``) from ``openapi/amperity.json`` (or ``spec``).
 
@@ -142,26 +248,23 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
     spec = (spec or project / "openapi" / "amperity.json").resolve()
     if not spec.exists():
         raise GenerateError(f"{spec} is missing: run 'make spec' first")
+    env = _tool_environment()
     staging_root = Path(tempfile.mkdtemp(prefix=".generate-staging-", dir=project))
     staging = staging_root / PACKAGE
-    # ruff (the generator's post hooks) reads its settings from the nearest pyproject.toml: the
-    # project's, wherever the staging folder is.
-    if (project / "pyproject.toml").is_file():
-        shutil.copyfile(project / "pyproject.toml", staging_root / "pyproject.toml")
-    bindir = str(Path(sys.executable).parent)
-    # No ruff cache: it would land inside the package, named after the (unique) staging path.
-    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""), "RUFF_NO_CACHE": "true"}
+    # ruff (the generator's post hooks) reads its settings from the nearest pyproject.toml.
+    (staging_root / "pyproject.toml").write_text(generation_ruff_settings(project), encoding="utf-8")
+    config = project / "generator-config.yaml"
     try:
-        result = subprocess.run(
+        result = _run_tool(
             [
-                os.path.join(bindir, "openapi-python-client"),
+                "openapi_python_client",
                 "generate",
                 "--path",
                 str(spec),
                 "--meta",
                 "none",
                 "--config",
-                str(project / "generator-config.yaml"),
+                str(config),
                 "--custom-template-path",
                 str(project / "openapi" / "templates"),
                 "--output-path",
@@ -170,9 +273,6 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
             ],
             cwd=staging_root,
             env=env,
-            capture_output=True,
-            text=True,
-            check=False,
         )
         output = (result.stdout + result.stderr).strip()
         problems = [line for line in output.splitlines() if _WARNING.search(line)]
@@ -182,7 +282,9 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
                 + (output or f"exit status {result.returncode}")
             )
         document = json.loads(spec.read_text(encoding="utf-8"))
-        (staging / "_operations.py").write_text(render_operations_module(document), encoding="utf-8")
+        (staging / "_operations.py").write_text(
+            render_operations_module(document, ModuleNames(config)), encoding="utf-8"
+        )
         (staging / "py.typed").write_text("", encoding="utf-8")
         (staging / "__main__.py").write_text(
             '"""python -m amperity_async: the amperity-async command."""\n\n'
@@ -192,20 +294,15 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
         # The normalized spec travels with the package: the fake tenant serves it and the client
         # validates responses against its schemas.
         shutil.copyfile(spec, staging / "openapi.json")
-        fmt = subprocess.run(
-            [os.path.join(bindir, "ruff"), "format", "--quiet", "_operations.py"],
-            cwd=staging,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        fmt = _run_tool(["ruff", "format", "--quiet", "_operations.py"], cwd=staging, env=env)
         if fmt.returncode != 0:
             raise GenerateError(f"ruff could not format _operations.py:\n{fmt.stdout}{fmt.stderr}")
         digest = tree_hash(staging)
+        # Not part of the package (no wheel carries it): lets a build skip an unchanged generation.
+        (staging / INPUTS_STAMP).write_text(generation_inputs(project, spec) + "\n", encoding="utf-8")
         # The hand-written layer appears inside the package for tools that only follow the source
-        # tree (type checkers); installs map amperity_async.custom to custom/ and
-        # amperity_async.testing to custom/testing/ in setup.py.
+        # tree (type checkers, the editable install); wheels map amperity_async.custom to custom/
+        # and amperity_async.testing to custom/testing/ in setup.py.
         (staging / "custom").symlink_to(Path("..") / "custom", target_is_directory=True)
         (staging / "testing").symlink_to(Path("..") / "custom" / "testing", target_is_directory=True)
         destination = out or project / PACKAGE

@@ -1,11 +1,15 @@
-"""Spec pipeline commands used by the Makefile: ``python -m custom.specs COMMAND``.
+"""Spec pipeline commands used by the Makefile: ``python -m tools.specs COMMAND``.
 
+build      fetch what is missing, normalize, and regenerate amperity_async/ unless it is up to date
+           (what make install and the package build run)
 fetch      download the pinned documents (from $AMPERITY_SPEC_MIRROR when set) and verify them
 normalize  apply the overlays and merge into openapi/amperity.json
 generate   run the generator on openapi/amperity.json into amperity_async/
 check-upstream  compare the pins with what upstream (or the mirror) serves now and with the
            changelog's version headings; exit 0 only when nothing changed
 update     accept what upstream serves now: re-pin, re-normalize, regenerate, print what changed
+
+The project is the repository holding this folder (``AMPERITY_PROJECT_ROOT`` overrides it).
 """
 
 from __future__ import annotations
@@ -16,63 +20,52 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .generate import GenerateError, generate
-from .normalize import NormalizeError, normalize, unmatched_repairs, write_json
-from .overlay import OverlayError
-from .sources import MIRROR_ENV, Lock, SpecSourceError, fetch_all, verify_present
+from .build import PIPELINE_ERRORS, build, fetch, lock_path, write_normalized
+from .generate import generate
+from .sources import MIRROR_ENV, Lock
 from .upstream import run_check, run_update
 
 
 def _project() -> Path:
-    return Path(os.environ.get("AMPERITY_PROJECT_ROOT", Path.cwd()))
+    return Path(os.environ.get("AMPERITY_PROJECT_ROOT") or Path(__file__).resolve().parents[2])
+
+
+def _mirror() -> str | None:
+    return os.environ.get(MIRROR_ENV) or None
+
+
+def cmd_build(project: Path) -> None:
+    build(project, _mirror(), sys.stdout)
 
 
 def cmd_fetch(project: Path) -> None:
-    lock = Lock.load(project / "openapi" / "sources.lock.json")
-    mirror = os.environ.get(MIRROR_ENV) or None
-    hashes = fetch_all(lock, project / "openapi" / "upstream", mirror=mirror)
-    for name, digest in hashes.items():
-        print(f"ok  {name}  sha256 {digest}")
+    fetch(project, _mirror(), sys.stdout)
 
 
 def cmd_normalize(project: Path) -> None:
-    lock = Lock.load(project / "openapi" / "sources.lock.json")
-    upstream = project / "openapi" / "upstream"
-    verify_present(lock, upstream)
-    document, reports = normalize(lock, upstream)
-    write_json(project / "openapi" / "amperity.json", document)
-    for report in unmatched_repairs(reports):
-        print(
-            f"note: {report.overlay} action {report.index} matched nothing ({report.target}); "
-            f"fixed upstream? review the overlay"
-        )
-    paths = sum(1 for item in document["paths"].values() for k in item if k != "parameters")
-    print(
-        f"wrote openapi/amperity.json: {paths} operations, {len(document['components']['schemas'])} schemas"
-    )
+    write_normalized(project, sys.stdout)
 
 
-def cmd_generate(project: Path) -> int:
+def cmd_generate(project: Path) -> None:
     digest = generate(project)
     print(f"generated amperity_async/ (tree sha256 {digest})")
-    return 0
 
 
 def cmd_check_upstream(project: Path) -> int:
-    lock = Lock.load(project / "openapi" / "sources.lock.json")
-    return run_check(lock, os.environ.get(MIRROR_ENV) or None, sys.stdout)
+    return run_check(Lock.load(lock_path(project)), _mirror(), sys.stdout)
 
 
 def cmd_update(project: Path) -> int:
     try:
-        return run_update(project, os.environ.get(MIRROR_ENV) or None, sys.stdout)
-    except (SpecSourceError, OverlayError, NormalizeError, GenerateError) as exc:
+        return run_update(project, _mirror(), sys.stdout)
+    except PIPELINE_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("update abandoned: the pins and the previous build are unchanged", file=sys.stderr)
         return 1
 
 
 COMMANDS: dict[str, Callable[[Path], int | None]] = {
+    "build": cmd_build,
     "fetch": cmd_fetch,
     "normalize": cmd_normalize,
     "generate": cmd_generate,
@@ -83,7 +76,7 @@ COMMANDS: dict[str, Callable[[Path], int | None]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m custom.specs",
+        prog="python -m tools.specs",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -91,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status = COMMANDS[args.command](_project())
-    except (SpecSourceError, OverlayError, NormalizeError, GenerateError) as exc:
+    except PIPELINE_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return status or 0
