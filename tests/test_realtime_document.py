@@ -938,8 +938,10 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[st
     output = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     # Anything but the one progress line is a warning, which the project's generation treats as failure.
     assert result.returncode == 0 and output == [f"Generating {root / GENERATED_PACKAGE}"], "\n".join(output)
-    # The package root re-exports the hand-written layer, which this stand-alone build lacks.
+    # The package root re-exports the hand-written layer, which this stand-alone build lacks; its
+    # types module raises the layer's ConfigurationError, so the layer is linked in as the build does.
     (root / GENERATED_PACKAGE / "__init__.py").write_text('"""Generated from openapi/realtime.json."""\n')
+    (root / GENERATED_PACKAGE / "custom").symlink_to(PROJECT / "custom", target_is_directory=True)
     sys.path.insert(0, str(root))
     try:
         yield lambda name: importlib.import_module(f"{GENERATED_PACKAGE}.{name}")
@@ -1160,8 +1162,8 @@ def test_generated_history_sends_its_window_and_reads_the_buckets(
     sent = recorder.sent()
     assert urllib.parse.parse_qsl(urllib.parse.urlsplit(sent.url).query) == [
         ("scale", "hour"),
-        ("after", "2026-08-01T00:00:00+00:00"),
-        ("before", "2026-08-20T00:00:00+00:00"),
+        ("after", "2026-08-01T00:00:00Z"),
+        ("before", "2026-08-20T00:00:00Z"),
     ]
     assert request_problems(sent) == []
     assert answer.parsed.scale is models.HistoryScale.DAY
@@ -1183,7 +1185,7 @@ def test_generated_stats_and_profile_read_the_pages_answers(generated: Callable[
     profile = _call(generated, "get_collection_profile", recorder, "pc-customers", "p-6b1f0c2e", enrich=True)
     assert recorder.sent().url == f"{_BASE}/profiles/pc-customers/p-6b1f0c2e?enrich=true"
     assert profile.parsed.to_dict() == _page_response("endpoint_get_profile_store_profile.rst") | {
-        "created_at": "2026-08-19T09:12:45+00:00",
-        "updated_at": "2026-08-19T09:12:45+00:00",
-        "ticked_at": "2026-08-19T09:12:45+00:00",
+        "created_at": "2026-08-19T09:12:45Z",
+        "updated_at": "2026-08-19T09:12:45Z",
+        "ticked_at": "2026-08-19T09:12:45Z",
     }
