@@ -109,9 +109,9 @@ _API_ALIASES = {"control": CONTROL_PLANE, CONTROL_PLANE: CONTROL_PLANE, PROFILE:
 # that, so each sandbox keeps its own control-plane budget.
 _FAMILY_WIDE_APIS = frozenset({PROFILE})
 
-# KEYS[1]: the bucket hash. KEYS[2]: live leases, member "<seq>/<extras>:<granted>", score = expiry
-# (server time). KEYS[3]: the window's points, member "<seq>:<tokens>", score = the server time
-# the tokens count from. Numbers travel as strings: Redis truncates Lua numbers returned from a
+# KEYS[1]: the bucket hash. KEYS[2]: live leases, member "<seq>/<extras>/<need>:<granted>", score =
+# expiry (server time). KEYS[3]: the window's points, member "<seq>:<tokens>", score = the server
+# time the tokens count from; a lease's need is the point "<seq>:<need>" of the same seq. Numbers travel as strings: Redis truncates Lua numbers returned from a
 # script to integers.
 _SCRIPT = """
 local bucket, leases, window = KEYS[1], KEYS[2], KEYS[3]
@@ -134,11 +134,13 @@ local window_seconds = tonumber(ARGV[16])
 local epsilon = 1e-9
 
 local function num(x) return string.format('%.17g', x) end
--- A lease member written without "/<extras>" (by a version without the window guard) counts all
--- its tokens as extras: the safe reading.
+-- granted, extras, and the member of the need's point. A lease member without "/<extras>/<need>"
+-- (written by a version without the window guard) counts all its tokens as extras: the safe reading.
 local function lease_parts(member)
   local granted = tonumber(string.match(member, ':([^:]+)$'))
-  return granted, tonumber(string.match(member, '/([^:]+):')) or granted
+  local seq, extras, need = string.match(member, '^([^/]+)/([^/]+)/([^:]+):')
+  if seq == nil then return granted, granted, nil end
+  return granted, tonumber(extras), seq .. ':' .. need
 end
 local function point_tokens(member) return tonumber(string.match(member, ':([^:]+)$')) end
 
@@ -154,9 +156,10 @@ local factor_ts = tonumber(f[4]) or 0
 local in_window = tonumber(f[5]) or 0
 local keep_until = tonumber(f[6]) or 0
 
-local function add_point(at, count)
+local function add_point(at, count, member)
   if count > epsilon and at > horizon then
-    redis.call('ZADD', window, num(at), redis.call('HINCRBY', bucket, 'seq', 1) .. ':' .. num(count))
+    member = member or (redis.call('HINCRBY', bucket, 'seq', 1) .. ':' .. num(count))
+    redis.call('ZADD', window, num(at), member)
     in_window = in_window + count
   end
 end
@@ -170,11 +173,20 @@ for i = 1, #expired, 2 do
 end
 redis.call('ZREMRANGEBYSCORE', leases, '-inf', num(now))
 if settle ~= '' and redis.call('ZREM', leases, settle) == 1 then
-  local granted, extras = lease_parts(settle)
+  local granted, extras, point = lease_parts(settle)
   local back = math.min(math.max(returned, 0), granted)
   tokens = tokens + back
   -- The extras not handed back were spent before this round trip was sent: now is a bound.
   add_point(now, extras - math.min(back, extras))
+  -- A holder spends the need first, so handing back more than the extras means the need was not
+  -- (all) spent: that part leaves the window.
+  local at = point and back > extras + epsilon and redis.call('ZSCORE', window, point)
+  if at then
+    local need_tokens = point_tokens(point)
+    redis.call('ZREM', window, point)
+    in_window = in_window - need_tokens
+    add_point(tonumber(at), need_tokens - (back - extras))
+  end
 end
 
 local leaving = redis.call('ZRANGEBYSCORE', window, '-inf', num(horizon))
@@ -254,9 +266,9 @@ if want > 0 then
   end
   if granted > 0 then
     tokens = tokens - granted
-    add_point(now + wait, need)
     local seq = redis.call('HINCRBY', bucket, 'seq', 1)
-    member = seq .. '/' .. num(granted - need) .. ':' .. num(granted)
+    member = seq .. '/' .. num(granted - need) .. '/' .. num(need) .. ':' .. num(granted)
+    add_point(now + wait, need, seq .. ':' .. num(need))
     redis.call('ZADD', leases, num(now + wait + validity), member)
     -- Reservations and their points must outlive the keys' idle expiry.
     keep_until = math.max(keep_until, now + wait + validity + window_seconds)
@@ -424,7 +436,7 @@ class RedisTokenBucket:
         api: Literal["control-plane", "control", "profile"],
         parent_tenant: str | None = None,
         **options: Unpack[RedisBucketOptions],
-    ) -> RedisTokenBucket:
+    ) -> Self:
         """The shared budget of ``api`` at its documented limit (10/s control plane, 2000/s Profile API).
 
         ``parent_tenant``: for a sandbox, its production tenant; the Profile API budget is then the
