@@ -94,6 +94,7 @@ _LEASE_RATE_DIVISOR = 100
 # send time), so that a clock running slightly fast here never spends past the server's expiry.
 _LEASE_SAFETY = 0.9
 _EPSILON = 1e-9
+_DEFAULT_CAPACITY_SECONDS = 0.1
 # The window guard's default length: one second plus room for the jitter between a grant on the
 # Redis server and the request's arrival at the API (another process may send its request a few
 # milliseconds later than it was granted, the next one sooner).
@@ -131,6 +132,7 @@ local cooldown = tonumber(ARGV[13])
 local ttl_ms = tonumber(ARGV[14])
 local window_count = tonumber(ARGV[15])
 local window_seconds = tonumber(ARGV[16])
+local point_delay = tonumber(ARGV[17])
 local epsilon = 1e-9
 
 local function num(x) return string.format('%.17g', x) end
@@ -180,12 +182,15 @@ if settle ~= '' and redis.call('ZREM', leases, settle) == 1 then
   add_point(now, extras - math.min(back, extras))
   -- A holder spends the need first, so handing back more than the extras means the need was not
   -- (all) spent: that part leaves the window.
-  local at = point and back > extras + epsilon and redis.call('ZSCORE', window, point)
-  if at then
+  local at = point and redis.call('ZSCORE', window, point)
+  if at and back > extras + epsilon then
     local need_tokens = point_tokens(point)
     redis.call('ZREM', window, point)
     in_window = in_window - need_tokens
     add_point(tonumber(at), need_tokens - (back - extras))
+  elseif at and point_delay > 0 then
+    -- The need was spent this much after its ready time (a late wake-up): it counts from then.
+    redis.call('ZADD', window, 'XX', num(tonumber(at) + point_delay), point)
   end
 end
 
@@ -349,8 +354,12 @@ class _Lease:
     remaining: float
     ready_at: float
     spend_until: float
+    round_trip: float = 0.0
+    """Seconds from sending the request for this lease to its answer."""
     point: float = 0.0
     """Tokens the script counted in the window at ``ready_at`` that are not spent yet."""
+    point_delay: float = 0.0
+    """At most how long after the script's ready time the point was spent."""
     handed_over: bool = False
     """The requester was cancelled while waiting and no caller has taken its place yet."""
 
@@ -494,10 +503,13 @@ class RedisTokenBucket:
         )
         self.rate = _positive("rate", rate)
         auto_lease = min(_MAX_LEASE, int(self.rate // _LEASE_RATE_DIVISOR))
-        # With leasing the bucket must hold a whole lease, and room for a second keeps partial grants
-        # rare; at low rates two tokens let a late wake-up be made up (the window keeps the bound).
+        # The window keeps every second to the limit, so the capacity need not: at low rates two
+        # tokens let a late wake-up be made up; at high rates the leases processes hold count
+        # against it until settled, and 0.1 s of tokens leaves room for several of them.
         self.capacity = (
-            _positive("capacity", capacity) if capacity is not None else float(max(2, 2 * auto_lease + 1))
+            _positive("capacity", capacity)
+            if capacity is not None
+            else float(max(2, 2 * auto_lease + 1, math.floor(self.rate * _DEFAULT_CAPACITY_SECONDS)))
         )
         self.window = _window(window, self.rate)
         if self.capacity < 1:
@@ -698,6 +710,7 @@ class RedisTokenBucket:
             remaining=granted,
             ready_at=received_at + wait,
             spend_until=sent_at + wait + _LEASE_SAFETY * self.lease_validity,
+            round_trip=received_at - sent_at,
             point=cost,
         )
 
@@ -722,6 +735,7 @@ class RedisTokenBucket:
             self._ttl_ms,
             self.window[0],
             self.window[1],
+            unsettled.point_delay if unsettled is not None else 0.0,
         )
         self.stats.round_trips += 1
         try:
@@ -790,7 +804,11 @@ def _spend(lease: _Lease, cost: float, now: float) -> bool:
     if lease.remaining < cost - _EPSILON:
         return False
     lease.remaining -= cost
-    lease.point = max(0.0, lease.point - cost)
+    if lease.point > 0:
+        lease.point = max(0.0, lease.point - cost)
+        # The script's ready time was at most one round trip before this process's ready_at (the
+        # script decided between the send and the answer); the rest is the lateness of this spend.
+        lease.point_delay = lease.round_trip + max(0.0, now - lease.ready_at)
     return True
 
 
