@@ -21,7 +21,9 @@ Two limits apply to every grant, both enforced inside the script:
 - **The window guard** (``window=(count, seconds)``, by default the rate per 1.02 s): the grants of
   all workers together, counted on the server's clock, never put more than ``count`` tokens into
   any ``seconds``-long interval. The part a requester spends at once is recorded as a *point* at
-  the moment its wait ends. Extras may be spent at any moment until the lease is settled, so they
+  the moment its wait ends; a process that spends it late (a late wake-up, a stalled event loop)
+  says so on its next round trip and the point moves to that later time, and a point handed back
+  unspent leaves the window. Extras may be spent at any moment until the lease is settled, so they
   count in every window while the lease is out, and become a point at the settle time (an upper
   bound of the moments they were spent), or at the lease's expiry if it never is. ``seconds`` a
   little over one second leaves room for the jitter between a grant and the request reaching the
