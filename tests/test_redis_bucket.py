@@ -374,11 +374,9 @@ async def test_unspent_lease_tokens_count_in_the_window_until_settled(
     assert busiest_window(leases.values(), LONG) <= 5
 
 
-@pytest.mark.anyio
-async def test_lease_never_settled_counts_its_extras_as_spent_in_the_window(
-    redis_server: RedisServer, tenant: str
-) -> None:
-    client = redis_asyncio.Redis.from_url(redis_server.url)
+async def _crash_holding_a_lease(url: str, tenant: str, window: tuple[int, float]) -> None:
+    """A process leases 1 + 4 tokens, spends one and dies; returns once the lease has expired."""
+    client = redis_asyncio.Redis.from_url(url)
     crashed = RedisTokenBucket(
         client,
         tenant=tenant,
@@ -386,15 +384,22 @@ async def test_lease_never_settled_counts_its_extras_as_spent_in_the_window(
         rate=SLOW,
         capacity=10,
         lease_size=4,
-        window=(6, LONG),
+        window=window,
         lease_validity=0.3,
         timeout=0.1,
     )
+    await crashed.acquire()
+    await client.aclose()  # never settles: the 4 it held may have been spent before the expiry
+    await anyio.sleep(0.6)
+
+
+@pytest.mark.anyio
+async def test_lease_never_settled_counts_its_extras_as_spent_in_the_window(
+    redis_server: RedisServer, tenant: str
+) -> None:
     other = _budget(redis_server.url, tenant, window=(6, LONG))
     try:
-        await crashed.acquire()
-        await client.aclose()  # dies holding 4 unspent tokens; they may have been spent before expiry
-        await anyio.sleep(0.6)
+        await _crash_holding_a_lease(redis_server.url, tenant, window=(6, LONG))
         assert await _completes(other)  # 6 - 1 - 4 = 1
         assert not await _completes(other, within=0.5)
     finally:
@@ -598,23 +603,10 @@ async def test_stale_lease_is_returned_not_spent(redis_server: RedisServer, tena
 
 @pytest.mark.anyio
 async def test_lease_never_settled_expires_as_spent(redis_server: RedisServer, tenant: str) -> None:
-    client = redis_asyncio.Redis.from_url(redis_server.url)
-    crashed = RedisTokenBucket(
-        client,
-        tenant=tenant,
-        api="profile",
-        rate=SLOW,
-        capacity=10,
-        lease_size=4,
-        window=WIDE,
-        lease_validity=0.3,
-        timeout=0.1,
-    )
     other = _budget(redis_server.url, tenant)
     try:
-        await crashed.acquire()
-        await client.aclose()  # the process dies holding 4 unspent tokens: they are never handed out twice
-        await anyio.sleep(0.6)
+        # The crashed process's 4 unspent tokens are never handed out twice.
+        await _crash_holding_a_lease(redis_server.url, tenant, window=WIDE)
         for _ in range(5):
             assert await _completes(other)
         assert not await _completes(other, within=0.5)
