@@ -105,9 +105,9 @@ def test_resume_refuses_when_the_output_was_moved_and_resumes_once_it_is_back(
 
 
 def _cut_before_the_last_checkpoint(path: Path) -> None:
-    before = json.loads(checkpoint_of(path).read_text())["before"]["length"]
+    committed = json.loads(checkpoint_of(path).read_text())["committed"]["length"]
     with open(path, "r+b") as handle:
-        handle.truncate(before - 7)
+        handle.truncate(committed - 7)
 
 
 def _append(path: Path) -> None:
@@ -150,13 +150,15 @@ def _doctor(out: Path, change: Any) -> None:
 
 
 def _wrong_offset(document: dict[str, Any]) -> None:
-    for side in ("before", "after"):
-        document[side]["length"] += 4000
+    for side in ("committed", "pending"):
+        if document[side] is not None:
+            document[side]["length"] += 4000
 
 
 def _null_cursor(document: dict[str, Any]) -> None:
-    for side in ("before", "after"):
-        document[side].update(next_token=None, step=0)
+    for side in ("committed", "pending"):
+        if document[side] is not None:
+            document[side].update(next_token=None, step=0)
 
 
 def _old_format(document: dict[str, Any]) -> None:
@@ -165,7 +167,7 @@ def _old_format(document: dict[str, Any]) -> None:
 
 
 def _garbage(document: dict[str, Any]) -> None:
-    document["after"]["rows"] = "many"
+    document["committed"]["rows"] = "many"
 
 
 @pytest.mark.parametrize(

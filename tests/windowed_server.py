@@ -5,6 +5,7 @@
   does), and 400 for a window longer than ``max_window_days`` or a missing bound.
 - ``GET /api/audit-events`` is a paginated list (``limit``, ``next_token``) filtered by
   ``happened_from``/``happened_to``.
+- ``echo_form=True`` makes a refused token request echo its form body (the secret URL-encoded).
 - ``inclusive_end=True`` makes both treat ``*_to`` as inclusive, so an item exactly on a boundary
   comes back in two adjacent windows.
 
@@ -67,10 +68,12 @@ class WindowedServer:
         *,
         inclusive_end: bool = False,
         max_window_days: int = 7,
+        echo_form: bool = False,
     ) -> None:
         self.jobs = [(when, job(i, when)) for i, when in enumerate(jobs)]
         self.events = sorted(((when, event(i, when)) for i, when in enumerate(events)), key=lambda e: e[0])
         self.inclusive_end = inclusive_end
+        self.echo_form = echo_form
         self.max_window = timedelta(days=max_window_days)
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._cursors = itertools.count(1)
@@ -99,9 +102,12 @@ class WindowedServer:
         return start <= when <= end if self.inclusive_end else start <= when < end
 
     async def _token(self, request: web.Request) -> web.Response:
+        body = await request.text()
         form = await request.post()
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
-            return web.json_response({"status": 401, "message": "invalid client credentials"}, status=401)
+            # Some gateways echo what they refused, secrets included.
+            message = f"invalid client credentials in {body}" if self.echo_form else "invalid client credentials"
+            return web.json_response({"status": 401, "message": message}, status=401)
         return web.json_response({"access_token": "windowed-access-token", "expires_in": 3600, "token_type": "Bearer"})
 
     def _window(self, request: web.Request, low: str, high: str, required: bool) -> tuple[datetime, datetime] | web.Response:

@@ -16,7 +16,16 @@ import anyio
 from ..extract import extract_all
 from .commands import COMMANDS
 from .connection import secrets_of
-from .failures import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, Redactor, UsageError, leaves, report
+from .failures import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Redactor,
+    UsageError,
+    leaves,
+    quiet_library_output,
+    report,
+)
 from .parser import build_parser
 
 __all__ = [
@@ -46,18 +55,18 @@ def _silence_stdout() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in arguments
     args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(arguments)
-        return int(anyio.run(COMMANDS[args.command], args))
+        with quiet_library_output(Redactor(secrets_of(args)), debug=debug):
+            return int(anyio.run(COMMANDS[args.command], args))
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     except BaseException as exc:  # every failure becomes one line and a status
         if any(isinstance(e, BrokenPipeError) for e in leaves(exc)):
             _silence_stdout()
-        return report(
-            exc, redact=Redactor(secrets_of(args)), debug="--debug" in arguments, resumable=_resumable(args)
-        )
+        return report(exc, redact=Redactor(secrets_of(args)), debug=debug, resumable=_resumable(args))
 
 
 if __name__ == "__main__":

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import logging
 import re
 import sys
 import traceback
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Iterator
 from urllib.parse import quote, quote_plus
 
 import attrs
@@ -109,6 +112,42 @@ def _line(exc: BaseException) -> str:
     else:
         text = f"{type(exc).__name__}: {exc} (unexpected; rerun with --debug for the traceback)"
     return _SPACE.sub(" ", text).strip() or type(exc).__name__
+
+
+@contextlib.contextmanager
+def quiet_library_output(redact: Redactor, *, debug: bool) -> Iterator[None]:
+    """While a command runs: warnings as one redacted line each, the library's log records only
+    from ERROR up (all of them with ``--debug``), redacted too. Restored afterwards."""
+    logger = logging.getLogger("amperity_async")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.addFilter(_RedactingFilter(redact))
+    saved_level, saved_propagate, saved_showwarning = logger.level, logger.propagate, warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
+        sys.stderr.write(f"warning: {redact(_SPACE.sub(' ', str(message)).strip())}\n")
+
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else logging.ERROR)
+    logger.propagate = False
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = saved_showwarning
+        logger.removeHandler(handler)
+        logger.setLevel(saved_level)
+        logger.propagate = saved_propagate
+
+
+class _RedactingFilter(logging.Filter):
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = self._redact(record.getMessage()), None
+        return True
 
 
 def report(exc: BaseException, *, redact: Redactor, debug: bool, resumable: bool) -> int:

@@ -4,12 +4,15 @@ A checkpoint binds an output file to
 
 - its **source**: tenant, base URL, api-version, operation, arguments, parameters, limits;
 - its **run**: the id of the run that started the output (``extract-all`` and shards check it);
-- the **file**: device and inode, and for two positions the verified length and the sha256 of
+- the **file**: device and inode, and for each position the verified length and the sha256 of
   every byte up to it.
 
-The two positions are ``before`` and ``after`` the page being written: the checkpoint is written
-first, then the page, so a process that dies in between leaves a file at ``before`` (or part-way
-to ``after``), and one that got through leaves it at ``after``. A file at neither is not ours.
+``committed`` is what the file durably holds; ``pending`` is the page being written, if any. The
+checkpoint naming the pending page is written before the page, so a process that dies in between
+leaves the file at ``committed`` (or part-way to ``pending``), and one that got through leaves it
+at ``pending``. A file at neither was changed by someone else. The summary fields at the top
+(``rows``, ``pages``, ``done``) describe ``committed`` only: a checkpoint never claims rows that
+are not yet in the file.
 """
 
 from __future__ import annotations
@@ -124,21 +127,20 @@ class Checkpoint:
     run: str
     source: Source
     output: FileIdentity
-    before: Position
-    after: Position
+    committed: Position
+    pending: Position | None = None
 
     def to_bytes(self) -> bytes:
         document = {
             "format": FORMAT,
             "run": self.run,
-            # What a person (or a progress display) wants at a glance: the state once the page is in.
-            "rows": self.after.rows,
-            "pages": self.after.pages,
-            "done": self.after.cursor.done,
+            "rows": self.committed.rows,
+            "pages": self.committed.pages,
+            "done": self.committed.cursor.done,
             "source": self.source.to_json(),
             "output": {"device": self.output.device, "inode": self.output.inode},
-            "before": self.before.to_json(),
-            "after": self.after.to_json(),
+            "committed": self.committed.to_json(),
+            "pending": None if self.pending is None else self.pending.to_json(),
         }
         return json.dumps(document, indent=1).encode("utf-8") + b"\n"
 
@@ -156,15 +158,21 @@ class Checkpoint:
             run=reader.text(data, "run"),
             source=reader.source(reader.mapping(data.get("source"), "source")),
             output=reader.identity(reader.mapping(data.get("output"), "output")),
-            before=reader.position(reader.mapping(data.get("before"), "before"), "before"),
-            after=reader.position(reader.mapping(data.get("after"), "after"), "after"),
+            committed=reader.position(reader.mapping(data.get("committed"), "committed"), "committed"),
+            pending=None if data.get("pending") is None else reader.position(
+                reader.mapping(data.get("pending"), "pending"), "pending"
+            ),
         ).checked(reader)
 
+    @property
+    def latest(self) -> Position:
+        return self.pending or self.committed
+
     def checked(self, reader: RecordReader) -> Checkpoint:
-        before, after = self.before, self.after
-        if after.length < before.length or after.rows < before.rows or after.pages < before.pages:
-            raise reader.damaged("its 'after' position lies before its 'before' position")
-        for name, position in (("before", before), ("after", after)):
+        committed, latest = self.committed, self.latest
+        if latest.length < committed.length or latest.rows < committed.rows or latest.pages < committed.pages:
+            raise reader.damaged("its pending position lies before its committed position")
+        for name, position in (("committed", committed), ("pending", latest)):
             c = position.cursor
             if c.step == 0 and c.next_token is None and not c.done and (position.rows or position.length):
                 # The start of the list, yet rows already written: following it would write them twice.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +16,7 @@ import msgspec
 from ..client import AmperityClient
 from ..operations import OperationInfo
 from .checkpoint import Cursor
+from .errors import ExtractionError
 from .journal import Journal, Resumption
 from .plan import Plan
 from .walk import Batch, walk
@@ -92,7 +94,13 @@ async def extract_plan(
             if on_page is not None:
                 on_page(stats)
 
-        await walk(client, plan, position.cursor, position.rows, deliver)
+        try:
+            await walk(client, plan, position.cursor, position.rows, deliver)
+        except BaseException:
+            with anyio.CancelScope(shield=True), contextlib.suppress(ExtractionError):
+                await anyio.to_thread.run_sync(journal.settle)  # best effort: a resume recovers anyway
+            raise
+        await anyio.to_thread.run_sync(journal.settle)
     stats.finished = time.monotonic()
     return stats
 

@@ -3,8 +3,9 @@
 Starting fresh removes the old checkpoint before the output is emptied, so no later ``--resume``
 can trust a checkpoint of rows that are gone. Resuming checks the checkpoint against the source,
 the run and the file (identity, length, sha256 of the bytes) and refuses with one sentence saying
-what differs and what to do. Appending writes the checkpoint (``before`` and ``after`` the page)
-first and the page second; both are durable before the next page.
+what differs and what to do. Appending writes the checkpoint naming the page as pending first and
+the page second, both durable before the next page; settling marks the last page committed (and
+cuts off a page whose write failed).
 Every method blocks: the extraction calls them in a worker thread.
 """
 
@@ -84,7 +85,7 @@ class Journal:
         remove(checkpoint_path(output.path))
         output.truncate(0)
         journal = cls(output, how.run or new_run_id(), source, Position.empty(), hashlib.sha256())
-        journal._write_checkpoint(journal.position, journal.position)
+        journal._write_checkpoint(journal.position)
         return journal
 
     @classmethod
@@ -116,7 +117,7 @@ class Journal:
         if not output.existed:
             remove(path)
             raise CheckpointError(
-                f"{path} is gone but its checkpoint describes {checkpoint.after.rows:,} rows "
+                f"{path} is gone but its checkpoint describes {checkpoint.committed.rows:,} rows "
                 f"(moved or deleted?); put it back or start over with --overwrite"
             )
         if output.identity != checkpoint.output:
@@ -124,23 +125,30 @@ class Journal:
                 f"{path} is not the file its checkpoint was written for (it was replaced, copied or moved); "
                 f"put the original back or start over with --overwrite"
             )
-        if how.rebuildable and not checkpoint.after.cursor.done:
+        if how.rebuildable and not checkpoint.committed.cursor.done:
             output.truncate(0)
             return cls(output, checkpoint.run, source, Position.empty(), hashlib.sha256())
         position, digest = _verified_position(output, checkpoint)
         return cls(output, checkpoint.run, source, position, digest)
 
     def append(self, data: bytes, cursor: Cursor, rows: int, pages: int = 1) -> Position:
-        """Write the checkpoint of the state after ``data``, then ``data``; return that state."""
-        before = self.position
+        """Write the checkpoint naming the state after ``data`` as pending, then ``data``; return that state."""
+        committed = self.position
         digest = self._digest.copy()
         digest.update(data)
-        after = Position(cursor, before.length + len(data), digest.hexdigest(), before.rows + rows, before.pages + pages)
-        self._write_checkpoint(before, after)
+        pending = Position(cursor, committed.length + len(data), digest.hexdigest(), committed.rows + rows,
+                           committed.pages + pages)
+        self._write_checkpoint(committed, pending)
         if data:
-            self.output.write_at(before.length, data)
-        self.position, self._digest = after, digest
-        return after
+            self.output.write_at(committed.length, data)
+        self.position, self._digest = pending, digest
+        return pending
+
+    def settle(self) -> None:
+        """Cut off what a failed write left past the last complete page, and commit that page."""
+        if self.output.size() > self.position.length:
+            self.output.truncate(self.position.length)
+        self._write_checkpoint(self.position)
 
     def rebuild(self, lines: Iterable[bytes], pages: int) -> Position:
         """Replace the output with ``lines`` and mark it done, for an output derived from others.
@@ -162,12 +170,12 @@ class Journal:
         digest.update(buffer)
         length += len(buffer)
         done = Position(Cursor(step=1, done=True), length, digest.hexdigest(), rows, pages)
-        self._write_checkpoint(done, done)
+        self._write_checkpoint(done)
         self.position, self._digest = done, digest
         return done
 
-    def _write_checkpoint(self, before: Position, after: Position) -> None:
-        Checkpoint(self.run, self.source, self.output.identity, before, after).write(self._checkpoint_path)
+    def _write_checkpoint(self, committed: Position, pending: Position | None = None) -> None:
+        Checkpoint(self.run, self.source, self.output.identity, committed, pending).write(self._checkpoint_path)
 
     def close(self) -> None:
         self.output.close()
@@ -182,24 +190,24 @@ class Journal:
 def _verified_position(output: OutputFile, checkpoint: Checkpoint) -> tuple[Position, hashlib._Hash]:
     """The checkpoint position the file is at (a page cut short is cut off), or a CheckpointError."""
     path, size = output.path, output.size()
-    before, after = checkpoint.before, checkpoint.after
+    committed, latest = checkpoint.committed, checkpoint.latest
     advice = "it was changed after its checkpoint; restore it or start over with --overwrite"
-    if size > after.length:
+    if size > latest.length:
         raise CheckpointError(
-            f"{path} is longer ({size:,} bytes) than its checkpoint describes ({after.length:,}): {advice}"
+            f"{path} is longer ({size:,} bytes) than its checkpoint describes ({latest.length:,}): {advice}"
         )
-    if size < before.length:
+    if size < committed.length:
         raise CheckpointError(
-            f"{path} is shorter ({size:,} bytes) than its checkpoint describes ({before.length:,}): rows are "
+            f"{path} is shorter ({size:,} bytes) than its checkpoint describes ({committed.length:,}): rows are "
             f"missing; restore it or start over with --overwrite"
         )
-    if size == after.length:
+    if checkpoint.pending is not None and size == checkpoint.pending.length:
         digest = output.digest_of_prefix(size)
-        if digest.hexdigest() == after.sha256:
-            return after, digest
-    digest = output.digest_of_prefix(before.length)
-    if digest.hexdigest() != before.sha256:
+        if digest.hexdigest() == checkpoint.pending.sha256:
+            return checkpoint.pending, digest
+    digest = output.digest_of_prefix(committed.length)
+    if digest.hexdigest() != committed.sha256:
         raise CheckpointError(f"the rows in {path} differ from what its checkpoint describes: {advice}")
-    if size > before.length:
-        output.truncate(before.length)  # the page being written when the process stopped
-    return before, digest
+    if size > committed.length:
+        output.truncate(committed.length)  # the page being written when the process stopped
+    return committed, digest
