@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,18 @@ def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@contextlib.contextmanager
+def running(args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """The CLI running in the background; killed on the way out if it has not ended by then."""
+    proc = start_cli(args, env)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def checkpoint_of(out: Path) -> Path:
     return out.with_name(out.name + ".checkpoint")
 
@@ -53,16 +67,11 @@ def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
 
 def interrupted(args: list[str], env: dict[str, str], out: Path, pages: int, how: int = signal.SIGKILL) -> None:
     """Run the CLI until ``out``'s checkpoint shows ``pages`` pages, then stop it with ``how``."""
-    proc = start_cli(args, env)
-    try:
+    with running(args, env) as proc:
         wait_until(lambda: state(out).get("pages", 0) >= pages or proc.poll() is not None, f"{pages} pages in {out}")
         assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()}"
         proc.send_signal(how)
         proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:

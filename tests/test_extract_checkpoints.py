@@ -19,7 +19,7 @@ from amperity_async.custom.extract import OutputLockedError
 from amperity_async.custom.extract.output import FolderLock, OutputFile
 from amperity_async.testing import FakeTenantConfig, start_in_thread
 
-from extract_support import checkpoint_of, cli_env, interrupted, one_line, run_cli, start_cli, state, wait_until
+from extract_support import checkpoint_of, cli_env, interrupted, one_line, run_cli, running, state, wait_until
 
 EVENTS = ["extract", "list_events", "--limit", "20"]
 
@@ -207,18 +207,13 @@ def test_a_second_writer_fails_at_once_and_the_first_finishes_intact(
 ) -> None:
     env = cli_env(fake_tenant)
     out = tmp_path / "events.jsonl"
-    first = start_cli([*EVENTS, "--out", str(out)], env)
-    try:
+    with running([*EVENTS, "--out", str(out)], env) as first:
         wait_until(lambda: state(out).get("pages", 0) >= 2, "the first writer's pages")
         for mode in ([], ["--overwrite"], ["--resume"]):
             second = run_cli([*EVENTS, "--out", str(out), *mode], env, timeout=30)
             assert second.returncode == 1
             assert "being written by another extraction" in one_line(second)
         _, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
     assert first.returncode == 0, err
     assert out.read_bytes() == reference
 
@@ -226,16 +221,11 @@ def test_a_second_writer_fails_at_once_and_the_first_finishes_intact(
 def test_a_second_extract_all_on_the_same_folder_fails_at_once(fake_tenant: Any, tmp_path: Path) -> None:
     env = cli_env(fake_tenant)
     folder = tmp_path / "all"
-    first = start_cli(["extract-all", "--out", str(folder), "--limit", "20"], env)
-    try:
+    with running(["extract-all", "--out", str(folder), "--limit", "20"], env) as first:
         wait_until(lambda: (folder / "extract-all.checkpoint").exists(), "the first run's manifest")
         second = run_cli(["extract-all", "--out", str(folder), "--resume"], env, timeout=30)
         assert second.returncode == 1 and "being written by another extraction" in one_line(second)
         _, err = first.communicate(timeout=180)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
     assert first.returncode == 0, err
 
 

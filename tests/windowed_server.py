@@ -111,6 +111,10 @@ class WindowedServer:
         return web.json_response({"access_token": "windowed-access-token", "expires_in": 3600, "token_type": "Bearer"})
 
     def _window(self, request: web.Request, low: str, high: str, required: bool) -> tuple[datetime, datetime] | web.Response:
+        """The request's window (recorded, after its token is checked), or the error answer."""
+        self.requests.append((request.path.removeprefix("/api"), dict(request.query)))
+        if request.headers.get("Authorization") != "Bearer windowed-access-token":
+            return web.json_response({"status": 401, "message": "no token"}, status=401)
         query = request.query
         if low not in query or high not in query:
             if required:
@@ -122,9 +126,6 @@ class WindowedServer:
         return start, end
 
     async def _ingest_jobs(self, request: web.Request) -> web.Response:
-        self.requests.append(("/ingest/jobs", dict(request.query)))
-        if request.headers.get("Authorization") != "Bearer windowed-access-token":
-            return web.json_response({"status": 401, "message": "no token"}, status=401)
         window = self._window(request, "created_from", "created_to", required=True)
         if isinstance(window, web.Response):
             return window
@@ -133,9 +134,6 @@ class WindowedServer:
         return web.json_response({"data": data, "next_token": f"unusable-{next(self._cursors)}"})
 
     async def _events(self, request: web.Request) -> web.Response:
-        self.requests.append(("/audit-events", dict(request.query)))
-        if request.headers.get("Authorization") != "Bearer windowed-access-token":
-            return web.json_response({"status": 401, "message": "no token"}, status=401)
         window = self._window(request, "happened_from", "happened_to", required=False)
         if isinstance(window, web.Response):
             return window
