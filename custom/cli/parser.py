@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     everything.add_argument("--limit", type=_positive, help="items per page")
     everything.add_argument("--from", dest="window_from",
                             help="start of required time windows (default: as documented, e.g. 7 days back, else all history)")
-    everything.add_argument("--to", dest="window_to", help="end of required time windows (default: now)")
+    everything.add_argument("--to", dest="window_to",
+                            help="end of required time windows (default: now; a day ahead for all-history windows)")
     _add_connection_flags(everything)
     _add_debug(everything)
 

@@ -92,15 +92,16 @@ class Manifest:
         if data is None:
             return None
 
-        def stamp(name: str, optional: bool = False) -> datetime | None:
-            text = reader.optional_text(data, name) if optional else reader.text(data, name)
+        def stamp(name: str) -> datetime | None:
+            text = reader.optional_text(data, name)
             try:
                 return None if text is None else parse_timestamp(text, name)
             except ConfigurationError:
                 raise reader.damaged(f"{name} is not a timestamp") from None
 
         started = stamp("started")
-        assert started is not None
+        if started is None:
+            raise reader.damaged("started is missing")
         limit = reader.count(data, "limit", optional=True)
         versions = reader.mapping(data.get("api_versions"), "api_versions")
         children = reader.mapping(data.get("children", {}), "children")
@@ -114,8 +115,8 @@ class Manifest:
             base_url=reader.text(data, "base_url"),
             api_versions={str(k): str(v) for k, v in versions.items()},
             started=started,
-            window_from=stamp("from", optional=True),
-            window_to=stamp("to", optional=True),
+            window_from=stamp("from"),
+            window_to=stamp("to"),
             limit=None if limit < 0 else limit,
             children={name: reader.keys(children, name) for name in children},
             files=tuple(files),
