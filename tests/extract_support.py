@@ -65,13 +65,17 @@ def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def interrupted(args: list[str], env: dict[str, str], out: Path, pages: int, how: int = signal.SIGKILL) -> None:
-    """Run the CLI until ``out``'s checkpoint shows ``pages`` pages, then stop it with ``how``."""
+def interrupted(
+    args: list[str], env: dict[str, str], out: Path, pages: int, how: int = signal.SIGKILL
+) -> tuple[int, str]:
+    """Run the CLI until ``out``'s checkpoint shows ``pages`` pages, then stop it with ``how``;
+    return its exit status and stderr."""
     with running(args, env) as proc:
         wait_until(lambda: state(out).get("pages", 0) >= pages or proc.poll() is not None, f"{pages} pages in {out}")
         assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()}"
         proc.send_signal(how)
-        proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
+        return proc.returncode, err
 
 
 def one_line(result: subprocess.CompletedProcess[str]) -> str:

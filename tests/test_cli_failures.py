@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import resource
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -19,9 +21,10 @@ from amperity_async.custom.cli import main
 from amperity_async.custom.cli.failures import Redactor, describe
 from amperity_async.custom.errors import AuthenticationError, ConfigurationError
 from amperity_async.custom.extract import CheckpointError
+from amperity_async.custom.extract import output as output_module
 from amperity_async.testing import FakeTenantConfig
 
-from extract_support import CLI, cli_env, one_line, run_cli, state
+from extract_support import CLI, cli_env, interrupted, one_line, run_cli, state
 from windowed_server import WindowedServer
 
 
@@ -102,6 +105,43 @@ def test_a_full_disk_fails_in_one_line_and_the_resume_completes(fake_tenant: Any
     assert out.read_bytes() == reference.read_bytes()
 
 
+def test_a_read_only_disk_fails_in_one_line_and_the_resume_completes(
+    fake_tenant: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for key, value in cli_env(fake_tenant).items():
+        monkeypatch.setenv(key, value)
+    reference, out = tmp_path / "reference.jsonl", tmp_path / "segments.jsonl"
+    assert main(["extract", "list_segment", "--limit", "50", "--out", str(reference)]) == 0
+    real_pwrite, writes = output_module.os.pwrite, []
+
+    def read_only_after_two_pages(fd: int, data: Any, offset: int) -> int:
+        writes.append(offset)
+        if len(writes) > 2:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(output_module.os, "pwrite", read_only_after_two_pages)
+    capsys.readouterr()
+    assert main(["extract", "list_segment", "--limit", "50", "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Read-only file system" in err[0] and "--resume" in err[0], err
+    assert state(out)["rows"] == 100 and out.stat().st_size == len(b"".join(reference.read_bytes().splitlines(True)[:100]))
+    monkeypatch.setattr(output_module.os, "pwrite", real_pwrite)
+    assert main(["extract", "list_segment", "--limit", "50", "--out", str(out), "--resume"]) == 0
+    assert out.read_bytes() == reference.read_bytes()
+
+
+def test_ctrl_c_during_extract_all_is_one_line_and_130(fake_tenant: Any, tmp_path: Path) -> None:
+    out = tmp_path / "all"
+    status, err = interrupted(
+        ["extract-all", "--out", str(out), "--limit", "20"], cli_env(fake_tenant), out / "list_events.jsonl", pages=2,
+        how=signal.SIGINT,
+    )
+    assert status == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "interrupted" in lines[0] and "--resume" in lines[0], err
+
+
 def test_stdout_closed_early_is_one_line_and_exit_1(fake_tenant: Any) -> None:
     proc = subprocess.Popen(
         [*CLI, "extract", "list_events", "--limit", "10", "--out", "-"], env=cli_env(fake_tenant),
@@ -151,7 +191,7 @@ def test_check_upstream_outside_the_repository_root(tmp_path: Path) -> None:
 
 def test_fake_tenant_on_an_impossible_port() -> None:
     result = subprocess.run([*CLI, "fake-tenant", "--port", "99999"], capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "port" in one_line(result)
 
 

@@ -136,7 +136,10 @@ async def cmd_check_upstream(args: argparse.Namespace) -> int:
 async def cmd_fake_tenant(args: argparse.Namespace) -> int:
     from amperity_async.testing.cli import run_from_args
 
-    await run_from_args(args)
+    try:
+        await run_from_args(args)
+    except OverflowError as exc:  # the socket layer's word for a port number out of range
+        raise UsageError(f"fake-tenant: {exc}") from exc
     return 0
 
 
