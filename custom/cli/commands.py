@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
+from types import ModuleType
 
 import anyio
 
@@ -119,18 +121,32 @@ async def cmd_extract_all(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_check_upstream(args: argparse.Namespace) -> int:
-    from ..specs.sources import MIRROR_ENV, Lock, SpecSourceError
-    from ..specs.upstream import run_check
+_SPEC_PIPELINES = ("tools.specs", "amperity_async.custom.specs")
+"""Where the spec pipeline may be: in the repository's tools, or inside the package."""
 
+
+def _spec_pipeline() -> tuple[ModuleType, ModuleType]:
+    """The pipeline's ``sources`` and ``upstream`` modules, from the first place that has them."""
+    for package in _SPEC_PIPELINES:
+        try:
+            return importlib.import_module(f"{package}.sources"), importlib.import_module(f"{package}.upstream")
+        except ModuleNotFoundError:
+            continue
+    raise UsageError("check-upstream needs the spec pipeline of a checkout of the repository: run it from its root")
+
+
+async def cmd_check_upstream(args: argparse.Namespace) -> int:
+    sources, upstream = _spec_pipeline()
     lock_path = Path(args.lock)
     try:
-        lock = Lock.load(lock_path)
-    except SpecSourceError as exc:
+        lock = sources.Lock.load(lock_path)
+    except sources.SpecSourceError as exc:
         raise UsageError(f"{exc}; run it from the repository root or pass --lock PATH") from exc
-    return await anyio.to_thread.run_sync(
-        lambda: run_check(lock, os.environ.get(MIRROR_ENV) or None, sys.stdout, upstream_dir=lock_path.parent / "upstream")
+    mirror = os.environ.get(sources.MIRROR_ENV) or None
+    status: int = await anyio.to_thread.run_sync(
+        lambda: upstream.run_check(lock, mirror, sys.stdout, upstream_dir=lock_path.parent / "upstream")
     )
+    return status
 
 
 async def cmd_fake_tenant(args: argparse.Namespace) -> int:
