@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from amperity_async.custom.extract import OutputLockedError
+from amperity_async.custom.extract import Checkpoint, OutputLockedError
 from amperity_async.custom.extract.output import FolderLock, OutputFile
 from amperity_async.testing import FakeTenantConfig, start_in_thread
 
@@ -239,3 +239,15 @@ def test_locks_hold_within_one_process_too(tmp_path: Path) -> None:
     with FolderLock(tmp_path):
         with pytest.raises(OutputLockedError):
             FolderLock(tmp_path)
+
+
+def test_the_checkpoint_summary_is_what_the_file_durably_holds(fake_tenant: Any, partial: Path) -> None:
+    checkpoint = Checkpoint.load(checkpoint_of(partial))
+    assert checkpoint is not None
+    lines = len(partial.read_bytes().splitlines())
+    if checkpoint.pending is None:
+        assert lines == checkpoint.rows
+    else:  # killed between the checkpoint naming a page and that page being complete
+        assert checkpoint.rows <= lines <= checkpoint.pending.rows
+    assert (checkpoint.rows, checkpoint.pages, checkpoint.done) == (state(partial)["rows"], state(partial)["pages"], False)
+    assert checkpoint.next_token == checkpoint.committed.cursor.next_token and checkpoint.next_token

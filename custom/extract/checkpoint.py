@@ -168,6 +168,25 @@ class Checkpoint:
     def latest(self) -> Position:
         return self.pending or self.committed
 
+    # What the file durably holds, at a glance (the summary fields of the JSON document).
+
+    @property
+    def rows(self) -> int:
+        return self.committed.rows
+
+    @property
+    def pages(self) -> int:
+        return self.committed.pages
+
+    @property
+    def done(self) -> bool:
+        return self.committed.cursor.done
+
+    @property
+    def next_token(self) -> str | None:
+        """The cursor to go on from (within the window ``committed.cursor.step``)."""
+        return self.committed.cursor.next_token
+
     def checked(self, reader: RecordReader) -> Checkpoint:
         committed, latest = self.committed, self.latest
         if latest.length < committed.length or latest.rows < committed.rows or latest.pages < committed.pages:

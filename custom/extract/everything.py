@@ -245,17 +245,17 @@ async def extract_all(
 async def _parent_ids(client: AmperityClient, parent: OperationInfo, params: Mapping[str, Any]) -> list[str]:
     """The ids of every item of the parent list (the parent's own output is written separately)."""
     key = parent.item_key or "id"
-    ids: list[str] = []
+    ids: dict[str, None] = {}  # ordered, and each id once
 
     async def collect(batch: Batch) -> None:
         for item in batch.items:
             ident = item.get(key) if isinstance(item, Mapping) else None
-            if isinstance(ident, str) and ident and ident not in ids:
-                ids.append(ident)
+            if isinstance(ident, str) and ident:
+                ids[ident] = None
 
     plan = Plan.build(parent, (), params)
     await walk(client, plan, Cursor(), 0, collect)
-    return ids
+    return list(ids)
 
 
 def _begin(

@@ -81,7 +81,8 @@ async def extract_plan(
     on_page: ProgressHook | None = None,
 ) -> ExtractStats:
     stats = stats or ExtractStats(operation=plan.op.name, target=str(out))
-    journal = await anyio.to_thread.run_sync(Journal.begin, out, plan.source(client), how)
+    with anyio.CancelScope(shield=True):  # a cancel now would drop the opened, locked output unclosed
+        journal = await anyio.to_thread.run_sync(Journal.begin, out, plan.source(client), how)
     with journal:
         position = journal.position
         stats.rows, stats.pages, stats.resumed = position.rows, position.pages, position.length > 0

@@ -65,9 +65,10 @@ async def extract_sharded(
     stats = stats or ExtractStats(operation=op.name, target=str(out))
     how = Resumption(resume=resume, overwrite=overwrite, rebuildable=True)
     before_start = functools.partial(_clear_old_shards, out, overwrite)
-    journal = await anyio.to_thread.run_sync(
-        functools.partial(Journal.begin, out, whole.source(client, shards=shards), how, before_start=before_start)
-    )
+    with anyio.CancelScope(shield=True):  # a cancel now would drop the opened, locked output unclosed
+        journal = await anyio.to_thread.run_sync(
+            functools.partial(Journal.begin, out, whole.source(client, shards=shards), how, before_start=before_start)
+        )
     with journal:
         if not journal.position.cursor.done:
             shard_stats = await _extract_shards(client, whole, names, windows, parts, journal.run, resume, stats, on_page)
