@@ -183,12 +183,6 @@ def test_bad_flags_are_one_line_and_exit_2(
     assert len(err) == 1 and expected in err[0], err
 
 
-def test_check_upstream_outside_the_repository_root(tmp_path: Path) -> None:
-    result = subprocess.run([*CLI, "check-upstream"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2
-    assert "root" in one_line(result)
-
-
 def test_fake_tenant_on_an_impossible_port() -> None:
     result = subprocess.run([*CLI, "fake-tenant", "--port", "99999"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2

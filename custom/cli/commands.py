@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from types import ModuleType
 
-import anyio
 
 from ..auth import ClientCredentials
 from ..client import AmperityClient
@@ -121,34 +117,6 @@ async def cmd_extract_all(args: argparse.Namespace) -> int:
     return 0
 
 
-_SPEC_PIPELINES = ("tools.specs", "amperity_async.custom.specs")
-"""Where the spec pipeline may be: in the repository's tools, or inside the package."""
-
-
-def _spec_pipeline() -> tuple[ModuleType, ModuleType]:
-    """The pipeline's ``sources`` and ``upstream`` modules, from the first place that has them."""
-    for package in _SPEC_PIPELINES:
-        try:
-            return importlib.import_module(f"{package}.sources"), importlib.import_module(f"{package}.upstream")
-        except ModuleNotFoundError:
-            continue
-    raise UsageError("check-upstream needs the spec pipeline of a checkout of the repository: run it from its root")
-
-
-async def cmd_check_upstream(args: argparse.Namespace) -> int:
-    sources, upstream = _spec_pipeline()
-    lock_path = Path(args.lock)
-    try:
-        lock = sources.Lock.load(lock_path)
-    except sources.SpecSourceError as exc:
-        raise UsageError(f"{exc}; run it from the repository root or pass --lock PATH") from exc
-    mirror = os.environ.get(sources.MIRROR_ENV) or None
-    status: int = await anyio.to_thread.run_sync(
-        lambda: upstream.run_check(lock, mirror, sys.stdout, upstream_dir=lock_path.parent / "upstream")
-    )
-    return status
-
-
 async def cmd_fake_tenant(args: argparse.Namespace) -> int:
     from amperity_async.testing.cli import run_from_args
 
@@ -199,7 +167,6 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], Awaitable[int]]] = {
     "extract": cmd_extract,
     "extract-all": cmd_extract_all,
-    "check-upstream": cmd_check_upstream,
     "fake-tenant": cmd_fake_tenant,
     "demo": cmd_demo,
 }

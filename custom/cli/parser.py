@@ -100,10 +100,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7, help="seed of the synthetic data")
     _add_debug(demo)
 
-    check = commands.add_parser("check-upstream", help="compare the pinned specs with what Amperity serves now")
-    check.add_argument("--lock", default="openapi/sources.lock.json", help="lock file (default %(default)s)")
-    _add_debug(check)
-
     fake = commands.add_parser("fake-tenant", help="serve an embedded fake Amperity tenant on 127.0.0.1")
     try:
         from amperity_async.testing.cli import add_arguments
