@@ -17,7 +17,7 @@ from typing import Any, NoReturn, TextIO
 import anyio
 import attrs
 
-from .auth import ClientCredentials, StaticToken, TokenSource
+from .tokens import ClientCredentials, StaticToken, TokenSource
 from .client import DEFAULT_BASE_URL, AmperityClient
 from .errors import AmperityError, ConfigurationError
 from .extract import (

@@ -1,6 +1,10 @@
 """The public names of the hand-written layer, re-exported by ``amperity_async``."""
 
+from .auth import AmperityAuth
+from .calls import Bounds
 from .client import AmperityClient
+from .clock import Clock, ManualClock, SystemClock
+from .connections import default_inner_transport
 from .errors import (
     AmperityDeprecationWarning,
     AmperityError,
@@ -15,73 +19,79 @@ from .errors import (
     NotFoundError,
     PaginationError,
     PermissionDeniedError,
+    RateLimiterFallbackWarning,
     RateLimitError,
+    RateLimiterUnavailableError,
+    ResponseTooLargeError,
     ResponseValidationError,
+    TokenCredentialsRejectedError,
     TokenEndpointError,
+    TokenEndpointTimeoutError,
+    TokenEndpointUnavailableError,
     TokenError,
     TokenExpiredError,
     UnstableOperationError,
 )
 from .pagination import ItemIterator, Page, PageIterator
-from .clock import Clock, ManualClock, SystemClock
 from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket
-from .transport import AmperityTransport, RequestCounts, RetryPolicy, TransportStats, default_inner_transport
-from .auth import (
-    AmperityAuth,
-    ClientCredentials,
-    IssuerToken,
-    Secret,
-    StaticToken,
-    Token,
-    TokenEndpointContext,
-    TokenRefresher,
-    TokenSource,
-)
+from .refresher import TokenRefresher
+from .retry import RetryPolicy
+from .secrets import Redactor, Secret
+from .tokens import ClientCredentials, IssuerToken, StaticToken, Token, TokenEndpointContext, TokenSource
+from .transport import AmperityTransport, RequestCounts, TransportStats
 
 __all__: list[str] = [
-    "AmperityClient",
-    "AmperityDeprecationWarning",
-    "AmperityError",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AmperityAuth",
+    "AmperityClient",
+    "AmperityDeprecationWarning",
+    "AmperityError",
+    "AmperityTransport",
     "AuthenticationError",
     "BadRequestError",
+    "Bounds",
+    "ClientCredentials",
+    "Clock",
     "ConfigurationError",
     "ConflictError",
     "InternalServerError",
-    "NotFoundError",
-    "PaginationError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "ResponseValidationError",
-    "TokenEndpointError",
-    "TokenError",
-    "TokenExpiredError",
-    "UnstableOperationError",
+    "IssuerToken",
     "ItemIterator",
+    "ManualClock",
+    "NotFoundError",
     "Page",
     "PageIterator",
-    "AmperityAuth",
-    "ClientCredentials",
-    "IssuerToken",
-    "Secret",
-    "StaticToken",
-    "Token",
-    "TokenEndpointContext",
-    "TokenRefresher",
-    "TokenSource",
-    "Clock",
-    "ManualClock",
-    "SystemClock",
+    "PaginationError",
     "PerApiLimits",
     "PerOperationLimits",
+    "PermissionDeniedError",
+    "RateLimitError",
     "RateLimiter",
-    "TokenBucket",
-    "AmperityTransport",
+    "RateLimiterFallbackWarning",
+    "RateLimiterUnavailableError",
+    "Redactor",
     "RequestCounts",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
     "RetryPolicy",
+    "Secret",
+    "StaticToken",
+    "SystemClock",
+    "Token",
+    "TokenBucket",
+    "TokenCredentialsRejectedError",
+    "TokenEndpointContext",
+    "TokenEndpointError",
+    "TokenEndpointTimeoutError",
+    "TokenEndpointUnavailableError",
+    "TokenError",
+    "TokenExpiredError",
+    "TokenRefresher",
+    "TokenSource",
     "TransportStats",
+    "UnstableOperationError",
     "default_inner_transport",
 ]
 # FakeTenant, FakeTenantConfig and RedisTokenBucket are importable by name (see __getattr__) but

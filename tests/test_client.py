@@ -226,7 +226,7 @@ async def test_401_refreshes_once_replays_once_then_raises() -> None:
         fetches = 0
 
         async def fetch(self) -> Any:
-            from amperity_async.custom.auth import Secret, Token
+            from amperity_async import Secret, Token
 
             self.fetches += 1
             return Token(access_token=Secret(jwt(time.time() + 3600, sub=f"k{self.fetches}")), expires_at=None)
