@@ -69,12 +69,21 @@ class Failure:
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from, depth first, groups included (trio reports a failed
+    connect as an OSError raised from a group of the errors of each address tried)."""
     seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
         seen.add(id(current))
         yield current
-        current = current.__cause__ or current.__context__
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(reversed(current.exceptions))
+        following = current.__cause__ or current.__context__
+        if following is not None:
+            pending.append(following)
 
 
 def _failure(

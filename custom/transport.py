@@ -89,6 +89,10 @@ class _Route:
     unstable: tuple[str, str, str] | None
 
 
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
+
+
 class AmperityTransport(httpx.AsyncBaseTransport):
     """Headers, rate limits, bounds, retries and deprecation warnings around an inner transport.
 
@@ -338,17 +342,18 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         else:
             why_not = f"not resent: the {request.method} request may have reached the server"
         delay = 0.0
+        past_deadline = failed.bound == "deadline"
         if why_not is None:
             if not policy.allows_retry(retry):
-                why_not = f"gave up after {retry + 1} attempts"
+                why_not = f"gave up after {_attempts(retry + 1)}"
             else:
                 delay = policy.backoff(retry, self._random)
                 if self._clock.now() + delay > context.deadline_at:
-                    why_not = f"gave up after {retry + 1} attempts: the next would start after the deadline"
+                    why_not = f"gave up after {retry + 1} attempts: the next would start after {context.deadline_text()}"
+                    past_deadline = True
         if why_not is not None:
-            raise self._error_for(request, failed, context, why_not) from (
-                None if failed.cause is None else self._redactor.safe_cause(failed.cause)
-            )
+            error = self._error_for(request, failed, context, why_not, past_deadline=past_deadline)
+            raise error from (None if failed.cause is None else self._redactor.safe_cause(failed.cause))
         self.stats.retries += 1
         route.counts.retries += 1
         self._log.warning(
@@ -363,30 +368,33 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         return delay
 
     def _error_for(
-        self, request: httpx.Request, failed: AttemptFailed, context: CallContext, why_not: str
+        self,
+        request: httpx.Request,
+        failed: AttemptFailed,
+        context: CallContext,
+        why_not: str,
+        *,
+        past_deadline: bool,
     ) -> APIConnectionError:
         failure = failed.failure
         method, url = request.method, self._shown_url(request)
-        if failed.bound == "timeout":
-            seconds = self._bounds.timeout
-            message = (
-                f"timed out: no complete answer within the per-attempt timeout of {seconds:g} s ({why_not})"
-            )
-            return APITimeoutError(message, method=method, url=url, bound="timeout", seconds=seconds)
         if failed.bound == "deadline":
-            return APITimeoutError(
-                f"timed out: {context.deadline_text()} passed before the answer was complete",
-                method=method,
-                url=url,
-                bound="deadline",
-                seconds=context.deadline,
+            message = f"timed out: {context.deadline_text()} passed before the answer was complete"
+        elif failed.bound == "timeout":
+            message = (
+                f"timed out: no complete answer within the per-attempt timeout of {self._bounds.timeout:g} s"
             )
-        message = self._redactor.scrub(f"{failure.summary} ({failure.detail}; {why_not})")
-        if failure.is_timeout:
+            message += f" ({why_not})"
+        else:
+            message = self._redactor.scrub(f"{failure.summary} ({failure.detail}; {why_not})")
+        if not failure.is_timeout:
+            return APIConnectionError(message, method=method, url=url, kind=failure.kind)
+        # The bound that ended the call: the deadline when it stopped the retries, else one attempt's.
+        if past_deadline:
             return APITimeoutError(
-                message, method=method, url=url, bound="timeout", seconds=self._bounds.timeout
+                message, method=method, url=url, bound="deadline", seconds=context.deadline
             )
-        return APIConnectionError(message, method=method, url=url, kind=failure.kind)
+        return APITimeoutError(message, method=method, url=url, bound="timeout", seconds=self._bounds.timeout)
 
     def _check_deprecation(self, route: _Route, response: httpx.Response) -> None:
         # Runs on every response until the operation has warned: one pass over the raw headers
