@@ -71,7 +71,9 @@ class AmperityAuth(httpx.Auth):
         sent = _Sent()
 
         async def authorize(attempt: httpx.Request) -> None:
-            sent.put_on(attempt, await refresher.get())
+            token = await refresher.get()
+            if token is not sent.token:
+                sent.put_on(attempt, token)
 
         # Set here as well, for transports that do not call the hook.
         sent.put_on(request, await self._within(context, request, refresher.get(), "getting an access token"))

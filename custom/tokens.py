@@ -236,12 +236,9 @@ class _BuiltinTokenSource(abc.ABC):
         limit_at = math.inf if bounds.timeout is None else clock.now() + bounds.timeout
         scrub = self.redactor.scrub
         try:
-            response = await attempt.send(
-                context.transport, request, clock=clock, limit_at=limit_at, bound="timeout"
-            )
-            await attempt.read_body(
-                response, clock=clock, limit_at=limit_at, bound="timeout", max_bytes=bounds.max_response_bytes
-            )
+            with attempt.bounded(clock, limit_at, "timeout"):
+                response = await attempt.send(context.transport, request)
+                await attempt.read_body(response, bounds.max_response_bytes)
         except AttemptFailed as exc:
             failure = exc.failure
             detail = scrub(f"{failure.summary} ({failure.detail})")

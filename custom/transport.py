@@ -195,33 +195,30 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             stats.requests += 1
             counts.requests += 1
             limit_at, bound = self._attempt_limit(context)
+            response: httpx.Response | None = None
             try:
-                response = await attempt.send(inner, request, clock=clock, limit_at=limit_at, bound=bound)
-            except AttemptFailed as exc:
-                delay = self._delay_after_failure(request, route, exc, retry, context, may_be_unsent=True)
-            else:
-                if route.label not in self._deprecations_warned:
-                    self._check_deprecation(route, response)
-                status_delay = None
-                if response.status_code >= 400:
-                    status_delay = self._delay_after_status(request, route, response, limiter, retry, context)
-                if status_delay is None:
-                    try:
-                        await attempt.read_body(
-                            response, clock=clock, limit_at=limit_at, bound=bound, max_bytes=max_bytes
+                with attempt.bounded(clock, limit_at, bound):
+                    response = await attempt.send(inner, request)
+                    if route.label not in self._deprecations_warned:
+                        self._check_deprecation(route, response)
+                    status_delay = None
+                    if response.status_code >= 400:
+                        status_delay = self._delay_after_status(
+                            request, route, response, limiter, retry, context
                         )
+                    if status_delay is None:
+                        await attempt.read_body(response, max_bytes)
                         return response
-                    except AttemptFailed as exc:
-                        delay = self._delay_after_failure(
-                            request, route, exc, retry, context, may_be_unsent=False
-                        )
-                    except BodyTooLarge as exc:
-                        raise ResponseTooLargeError(
-                            method=request.method, url=self._shown_url(request), limit=exc.limit
-                        ) from None
-                else:
                     await attempt.close(response)
-                    delay = status_delay
+                delay = status_delay
+            except AttemptFailed as exc:
+                # Before the headers came, a failure may prove the request never left.
+                unsent = response is None
+                delay = self._delay_after_failure(request, route, exc, retry, context, may_be_unsent=unsent)
+            except BodyTooLarge as exc:
+                raise ResponseTooLargeError(
+                    method=request.method, url=self._shown_url(request), limit=exc.limit
+                ) from None
             await clock.sleep_until(clock.now() + delay)
             retry += 1
 

@@ -62,7 +62,9 @@ class HostileServer:
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 method, path, _ = lines[0].split(" ", 2)
-                headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+                headers = {
+                    k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])
+                }
                 length = int(headers.get("content-length", "0"))
                 while len(buffer) < length:
                     buffer += await stream.receive()

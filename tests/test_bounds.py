@@ -14,14 +14,14 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from client_support import client_for
+from hostile_server import PAGE, TOKEN_BODY, Request, gzip_bomb, hostile_server, response
 
 from amperity_async import (
-    AmperityClient,
     APITimeoutError,
     ClientCredentials,
     ManualClock,
     ResponseTooLargeError,
-    StaticToken,
     TokenBucket,
     TokenEndpointError,
     TokenEndpointTimeoutError,
@@ -32,8 +32,6 @@ from amperity_async.custom.refresher import TokenRefresher
 from amperity_async.custom.retry import RetryPolicy
 from amperity_async.custom.tokens import TokenEndpointContext
 
-from hostile_server import PAGE, TOKEN_BODY, Request, gzip_bomb, hostile_server, response
-
 pytestmark = pytest.mark.anyio
 
 TOKEN = "static-token-for-bounds-tests"
@@ -41,31 +39,12 @@ TOKEN = "static-token-for-bounds-tests"
 HANG_GUARD = 60
 
 
-class NoLimit:
-    async def acquire(self, cost: float = 1.0) -> None:
-        return None
-
-    def on_rate_limited(self, retry_after: float | None = None) -> None:
-        return None
-
-
-def client_for(base_url: str, **options: Any) -> AmperityClient:
-    settings: dict[str, Any] = {
-        "tenant": "acme",
-        "auth": StaticToken(TOKEN),
-        "base_url": base_url,
-        "rate_limit": NoLimit(),
-        "profile_rate_limit": NoLimit(),
-        "max_retries": 0,
-    }
-    settings.update(options)
-    return AmperityClient(**settings)
-
-
 async def drip_forever(stream: anyio.abc.SocketStream, *, headers_first: bool) -> None:
     """One byte every 50 ms, for ever: a per-read timeout never fires."""
     if headers_first:
-        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n")
+        await stream.send(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        )
     else:
         await stream.send(b"HTTP/1.1 200 OK\r\nX-Slow: ")  # the header block never ends
     while True:
@@ -166,7 +145,9 @@ async def test_the_replay_after_a_401_is_within_the_deadline() -> None:
 
 async def test_an_endless_fast_body_stops_at_max_response_bytes() -> None:
     async def endless(request: Request, stream: anyio.abc.SocketStream) -> bool:
-        await stream.send(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        await stream.send(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         chunk = b"%x\r\n%s\r\n" % (65536, b"[" * 65536)
         while True:
             await stream.send(chunk)
@@ -229,7 +210,10 @@ async def test_a_token_response_that_is_too_large_is_a_token_endpoint_error() ->
 
     auth = ClientCredentials("client", "client-secret-for-bounds")
     async with client_for(
-        "https://app.amperity.com/api", auth=auth, transport=httpx.MockTransport(handler), max_response_bytes=10_000
+        "https://app.amperity.com/api",
+        auth=auth,
+        transport=httpx.MockTransport(handler),
+        max_response_bytes=10_000,
     ) as client:
         with pytest.raises(TokenEndpointError, match="exceeds max_response_bytes=10,000"):
             await client.call(list_segment)
@@ -301,7 +285,13 @@ async def test_no_retry_waits_past_the_deadline_with_a_manual_clock() -> None:
 
 
 def test_bounds_are_checked() -> None:
-    for bad in ({"timeout": 0}, {"timeout": -1}, {"timeout": math.inf}, {"deadline": "5"}, {"max_response_bytes": 0}):
+    for bad in (
+        {"timeout": 0},
+        {"timeout": -1},
+        {"timeout": math.inf},
+        {"deadline": "5"},
+        {"max_response_bytes": 0},
+    ):
         with pytest.raises(ValueError):
             Bounds(**bad)  # type: ignore[arg-type]
     assert Bounds(timeout=None, deadline=None).httpx_timeout() == httpx.Timeout(None)

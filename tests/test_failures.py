@@ -18,6 +18,8 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from client_support import client_for
+from hostile_server import PAGE, Request, hostile_server, response
 
 import amperity_async
 from amperity_async import (
@@ -41,33 +43,9 @@ from amperity_async.api.segments import list_segment
 from amperity_async.custom.failures import classify
 from amperity_async.custom.tokens import jwt_expiry
 
-from hostile_server import PAGE, Request, hostile_server, response
-
 pytestmark = pytest.mark.anyio
 
 TOKEN = "static-token-for-failure-tests"
-
-
-class NoLimit:
-    async def acquire(self, cost: float = 1.0) -> None:
-        return None
-
-    def on_rate_limited(self, retry_after: float | None = None) -> None:
-        return None
-
-
-def client_for(base_url: str, **options: Any) -> AmperityClient:
-    settings: dict[str, Any] = {
-        "tenant": "acme",
-        "auth": StaticToken(TOKEN),
-        "base_url": base_url,
-        "rate_limit": NoLimit(),
-        "profile_rate_limit": NoLimit(),
-        "max_retries": 2,
-        "timeout": 10,
-    }
-    settings.update(options)
-    return AmperityClient(**settings)
 
 
 def mock_client(handler: Any, **options: Any) -> AmperityClient:
@@ -82,7 +60,7 @@ async def unused_port() -> int:
 
 
 async def failure_of(base_url: str, **options: Any) -> APIConnectionError:
-    async with client_for(base_url, **options) as client:
+    async with client_for(base_url, timeout=10, **options) as client:
         with anyio.fail_after(60), pytest.raises(APIConnectionError) as caught:
             await client.call(list_segment)
     return caught.value
@@ -171,14 +149,15 @@ async def test_bad_gzip_is_a_protocol_error_and_not_retried(status: int) -> None
 async def test_invalid_utf8_in_an_error_body_reason_and_headers(anyio_backend: str) -> None:
     async def mangled(request: Request, stream: anyio.abc.SocketStream) -> bool:
         body = b'{"message": "bad \xff\xfe value", "request_id": "r-\xc3\x28"}'
-        head = b"HTTP/1.1 400 B\xe4d Request\r\nX-Request-Id: id-\xff\r\nContent-Length: %d\r\n\r\n" % len(body)
+        head = b"HTTP/1.1 400 B\xe4d Request\r\nX-Request-Id: id-\xff\r\nContent-Length: %d\r\n\r\n" % len(
+            body
+        )
         await stream.send(head + body)
         return True
 
-    async with hostile_server(mangled) as server:
-        async with client_for(server.base_url) as client:
-            with pytest.raises(AmperityError) as caught:
-                await client.call(list_segment)
+    async with hostile_server(mangled) as server, client_for(server.base_url) as client:
+        with pytest.raises(AmperityError) as caught:
+            await client.call(list_segment)
     error = caught.value
     if anyio_backend == "asyncio":
         # httpx-aiohttp cannot re-encode the reason phrase: the answer is unreadable as HTTP.
@@ -193,7 +172,9 @@ async def test_invalid_utf8_in_an_error_body_reason_and_headers(anyio_backend: s
 @pytest.mark.parametrize("validate", [True, False])
 async def test_invalid_utf8_in_a_2xx_body_is_a_validation_error(validate: bool) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=b'{"data": [{"id": "\xff\xfe"}]}', headers={"Content-Type": "application/json"})
+        return httpx.Response(
+            200, content=b'{"data": [{"id": "\xff\xfe"}]}', headers={"Content-Type": "application/json"}
+        )
 
     async with mock_client(handler, validate_responses=validate) as client:
         with pytest.raises(ResponseValidationError):
@@ -244,7 +225,7 @@ PAGE_JSON = json.loads(PAGE)
 async def test_absurd_expires_in_values_are_handled(expires_in: str) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/oauth2/token"):
-            body = '{"access_token": "tok-absurd-1", "expires_in": %s}' % expires_in
+            body = f'{{"access_token": "tok-absurd-1", "expires_in": {expires_in}}}'
             return httpx.Response(200, content=body.encode())
         return httpx.Response(200, json=PAGE_JSON)
 

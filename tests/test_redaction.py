@@ -21,6 +21,8 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from client_support import client_for
+from hostile_server import Request, hostile_server, response
 
 from amperity_async import (
     AmperityClient,
@@ -39,8 +41,6 @@ from amperity_async import (
 from amperity_async.api.segments import list_segment
 from amperity_async.custom.secrets import REDACTED
 
-from hostile_server import Request, hostile_server, response
-
 pytestmark = pytest.mark.anyio
 
 # Characters that every encoding treats differently: '+', '/', '=', '&', ' ', '%', '"', '\\'.
@@ -58,7 +58,9 @@ def encodings(value: str) -> dict[str, str]:
         "quote": urllib.parse.quote(value, safe=""),
         "quote-path": urllib.parse.quote(value),
         "quote_plus": urllib.parse.quote_plus(value),
-        "quote-lowercase-hex": re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), urllib.parse.quote(value, safe="")),
+        "quote-lowercase-hex": re.sub(
+            r"%[0-9A-F]{2}", lambda m: m.group().lower(), urllib.parse.quote(value, safe="")
+        ),
         "base64": base64.b64encode(raw).decode(),
         "base64-urlsafe": base64.urlsafe_b64encode(raw).decode(),
         "json": json.dumps(value)[1:-1],
@@ -89,28 +91,10 @@ def texts_of(exc: BaseException, caplog: pytest.LogCaptureFixture) -> list[str]:
     return texts
 
 
-class NoLimit:
-    async def acquire(self, cost: float = 1.0) -> None:
-        return None
-
-    def on_rate_limited(self, retry_after: float | None = None) -> None:
-        return None
-
-
-def client_for(base_url: str, **options: Any) -> AmperityClient:
-    settings: dict[str, Any] = {
-        "tenant": "acme",
-        "base_url": base_url,
-        "rate_limit": NoLimit(),
-        "profile_rate_limit": NoLimit(),
-        "max_retries": 2,
-    }
-    settings.update(options)
-    return AmperityClient(**settings)
-
-
 def token_answer(token: str) -> bytes:
-    return response(body=json.dumps({"access_token": token, "expires_in": 3600, "token_type": "Bearer"}).encode())
+    return response(
+        body=json.dumps({"access_token": token, "expires_in": 3600, "token_type": "Bearer"}).encode()
+    )
 
 
 def echo_answer(status: int, request: Request, what: str) -> bytes:
@@ -224,7 +208,7 @@ async def test_protocol_garbage_carrying_the_token_does_not_leak_through_the_cha
 
     async with hostile_server(handler) as server:
         async with client_for(server.base_url, auth=StaticToken(FIRST_TOKEN), max_retries=0) as client:
-            with pytest.raises(Exception) as caught:  # noqa: PT011 - the type is checked below
+            with pytest.raises(Exception) as caught:
                 await client.call(list_segment)
     assert type(caught.value).__name__ == "APIConnectionError"
     assert_clean(texts_of(caught.value, caplog), FIRST_TOKEN)
@@ -247,7 +231,15 @@ async def test_the_cli_prints_no_secret(tmp_path: Any) -> None:
             "AMPERITY_CLIENT_SECRET": CLIENT_SECRET,
         }
         result = await anyio.run_process(
-            [sys.executable, "-m", "amperity_async", "extract", "list_segment", "--out", str(tmp_path / "o.jsonl")],
+            [
+                sys.executable,
+                "-m",
+                "amperity_async",
+                "extract",
+                "list_segment",
+                "--out",
+                str(tmp_path / "o.jsonl"),
+            ],
             env=env,
             check=False,
         )
@@ -259,7 +251,9 @@ async def test_the_cli_prints_no_secret(tmp_path: Any) -> None:
 
 def test_a_base_url_with_user_info_is_refused_without_showing_it() -> None:
     with pytest.raises(ConfigurationError) as caught:
-        AmperityClient(tenant="acme", auth=StaticToken("t" * 20), base_url="https://admin:hunter2pw@example.com/api")
+        AmperityClient(
+            tenant="acme", auth=StaticToken("t" * 20), base_url="https://admin:hunter2pw@example.com/api"
+        )
     assert "user info" in str(caught.value)
     assert "hunter2pw" not in str(caught.value) and "admin" not in str(caught.value)
 
@@ -268,7 +262,9 @@ async def test_long_error_bodies_are_truncated() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(400, text="x" * 20_000)
 
-    async with client_for("https://app.amperity.com/api", auth=StaticToken("t" * 20), transport=httpx.MockTransport(handler)) as client:
+    async with client_for(
+        "https://app.amperity.com/api", auth=StaticToken("t" * 20), transport=httpx.MockTransport(handler)
+    ) as client:
         with pytest.raises(BadRequestError) as caught:
             await client.call(list_segment)
     assert len(str(caught.value)) < 700 and "more characters" in str(caught.value)
@@ -328,7 +324,11 @@ def test_included_redactors_count_and_there_is_no_shared_state() -> None:
 def test_scrub_error_rewrites_message_and_attributes() -> None:
     redactor = Redactor("leaky-secret-value")
     error = BadRequestError(
-        "echo leaky-secret-value", status_code=400, method="GET", url="https://x/api", body="leaky-secret-value"
+        "echo leaky-secret-value",
+        status_code=400,
+        method="GET",
+        url="https://x/api",
+        body="leaky-secret-value",
     )
     redactor.scrub_error(error)
     assert "leaky" not in str(error) and error.body == REDACTED and error.message == f"echo {REDACTED}"

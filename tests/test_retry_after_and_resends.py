@@ -13,13 +13,12 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
+from hostile_server import PAGE, Request, hostile_server, response
 
 from amperity_async import AmperityClient, APIConnectionError, ManualClock, RateLimitError, StaticToken
 from amperity_async.api.segments import list_segment
 from amperity_async.api.workflow import run_workflow
 from amperity_async.models import WorkflowRunRequest
-
-from hostile_server import PAGE, Request, hostile_server, response
 
 pytestmark = pytest.mark.anyio
 
@@ -108,20 +107,29 @@ async def test_a_pooled_connection_the_server_closed_is_retried_through_the_limi
             return None
 
     limiter = Counting()
-    async with hostile_server(close_reused) as server:
-        async with AmperityClient(
+    async with (
+        hostile_server(close_reused) as server,
+        AmperityClient(
             tenant="acme",
             auth=StaticToken("token-for-resend-tests"),
             base_url=server.base_url,
             rate_limit=limiter,
             max_retries=3,
-        ) as client:
-            for _ in range(3):
-                await client.call(list_segment)
-            stats = client.stats
-            with pytest.raises(APIConnectionError, match="not resent"):
-                await client.call(run_workflow, body=WorkflowRunRequest(config_id="cg-1"))
-    assert [(r.connection, r.index) for r in server.requests] == [(0, 0), (0, 1), (1, 0), (1, 1), (2, 0), (2, 1)]
+        ) as client,
+    ):
+        for _ in range(3):
+            await client.call(list_segment)
+        stats = client.stats
+        with pytest.raises(APIConnectionError, match="not resent"):
+            await client.call(run_workflow, body=WorkflowRunRequest(config_id="cg-1"))
+    assert [(r.connection, r.index) for r in server.requests] == [
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+        (2, 0),
+        (2, 1),
+    ]
     assert stats.requests == limiter.acquired == len(server.requests) == 6
     assert stats.errors == 3 and stats.retries == 2
     assert server.requests[-1].method == "POST", "the POST went out once and was not sent again"

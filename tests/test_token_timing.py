@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from client_support import NoLimit
 
 from amperity_async import (
     AmperityClient,
@@ -58,14 +59,6 @@ class Tenant:
         if self.always_401:
             return httpx.Response(401, json={"status": 401, "message": "not allowed"})
         return httpx.Response(200, json=PAGE)
-
-
-class NoLimit:
-    async def acquire(self, cost: float = 1.0) -> None:
-        return None
-
-    def on_rate_limited(self, retry_after: float | None = None) -> None:
-        return None
 
 
 def make_client(tenant: Tenant, clock: ManualClock, **options: Any) -> AmperityClient:
@@ -142,7 +135,9 @@ async def test_200_calls_to_an_always_401_endpoint_make_a_bounded_number_of_toke
 async def test_a_retry_after_a_long_retry_after_leaves_with_a_fresh_token() -> None:
     clock = ManualClock()
     tenant = Tenant(clock, lifetime=30)
-    answers = iter([httpx.Response(429, json={"status": 429, "message": "slow"}, headers={"Retry-After": "50"})])
+    answers = iter(
+        [httpx.Response(429, json={"status": 429, "message": "slow"}, headers={"Retry-After": "50"})]
+    )
 
     def api(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/segments"):
@@ -150,16 +145,18 @@ async def test_a_retry_after_a_long_retry_after_leaves_with_a_fresh_token() -> N
             return next(answers, httpx.Response(200, json=PAGE))
         return tenant(request)
 
-    async with AmperityClient(
-        tenant="acme",
-        auth=ClientCredentials("client-1", "secret-for-timing-tests"),
-        base_url=BASE,
-        transport=httpx.MockTransport(api),
-        clock=clock,
-    ) as client:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(client.call, list_segment)
-            await clock.advance(60)
+    async with (
+        AmperityClient(
+            tenant="acme",
+            auth=ClientCredentials("client-1", "secret-for-timing-tests"),
+            base_url=BASE,
+            transport=httpx.MockTransport(api),
+            clock=clock,
+        ) as client,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(client.call, list_segment)
+        await clock.advance(60)
     assert tenant.sent == [(0.0, "tok-1"), (50.0, "tok-2")]
     assert tenant.expired_sent == 0
 
