@@ -2,9 +2,9 @@
 
 ``send`` returns once the headers are in; ``read_body`` reads the whole (decoded) body; ``bounded``
 around both stops them at a time on the clock's monotonic reading, whatever the server does (drip
-one byte a second, never finish). A failure is raised as ``AttemptFailed`` (classified, see ``failures``) or
-``BodyTooLarge``; the caller turns them into typed errors with its own words and redactor.
-The API transport and the token sources both send through here.
+one byte a second, never finish). A failure is raised as ``AttemptFailed`` (classified, see
+``failures``) or ``BodyTooLarge``; the caller turns them into typed errors with its own words and
+redactor. The API transport and the token sources both send through here.
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ class BodyTooLarge(Exception):
         super().__init__(f"body exceeds {limit} bytes")
 
 
-def _timed_out(bound: str, *, never_sent: bool) -> AttemptFailed:
-    failure = Failure(TIMEOUT, f"no complete answer within the {bound}", never_sent, True, "timed out", bound)
+def _timed_out(bound: str) -> AttemptFailed:
+    # Whatever arrived, the answer was not complete: nothing proves the request was not sent.
+    failure = Failure(TIMEOUT, f"no complete answer within the {bound}", False, True, "timed out", bound)
     return AttemptFailed(failure, bound=bound)
 
 
@@ -52,7 +53,7 @@ async def close(response: httpx.Response) -> None:
             pass  # the connection is broken anyway; nothing more to hand back
 
 
-class bounded:  # noqa: N801 - used like a function: ``with bounded(...):``
+class bounded:  # lower case: used like a function, ``with bounded(...):``
     """``with bounded(clock, limit_at, bound):`` — the block is cancelled once ``clock.now()``
     reaches ``limit_at`` (``math.inf``: never), and then raises ``AttemptFailed`` (a timeout) naming
     ``bound`` ("timeout" or "deadline"). One scope covers the whole exchange: headers and body."""
@@ -75,8 +76,7 @@ class bounded:  # noqa: N801 - used like a function: ``with bounded(...):``
             scope.__exit__(exc_type, exc, tb)
             # The scope swallows only the cancellation it caught: that is replaced here.
             if scope.cancelled_caught:
-                # Whatever arrived, the answer was not complete: nothing proves the request unsent.
-                raise _timed_out(self._bound, never_sent=False)
+                raise _timed_out(self._bound)
 
 
 async def send(inner: httpx.AsyncBaseTransport, request: httpx.Request) -> httpx.Response:

@@ -53,7 +53,7 @@ class Failure:
     ``protocol``. ``never_sent``: the failure proves the request never reached the server (so even
     a POST may be sent again). ``transient``: another attempt may succeed. ``detail``: the type and
     text of the exception that tells (not scrubbed: callers scrub before showing it); ``source``:
-    that exception's type name.
+    that exception's type name; ``summary``: what happened, in a few words for messages.
     """
 
     kind: str

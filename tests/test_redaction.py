@@ -137,11 +137,13 @@ async def test_a_401_echo_hides_the_rejected_and_the_renewed_token(caplog: pytes
             await stream.send(echo_answer(401, request, "rejected"))
         return True
 
-    async with hostile_server(handler) as server:
-        async with client_for(server.base_url, auth=ClientCredentials("client-1", CLIENT_SECRET)) as client:
-            with pytest.raises(AuthenticationError) as caught:
-                await client.call(list_segment)
-            text = repr(client) + repr(client.refresher)
+    async with (
+        hostile_server(handler) as server,
+        client_for(server.base_url, auth=ClientCredentials("client-1", CLIENT_SECRET)) as client,
+    ):
+        with pytest.raises(AuthenticationError) as caught:
+            await client.call(list_segment)
+        text = repr(client) + repr(client.refresher)
     assert [r.path for r in server.requests].count("/api/segments") == 2, "one replay"
     assert_clean([*texts_of(caught.value, caplog), text], FIRST_TOKEN, SECOND_TOKEN, CLIENT_SECRET)
 
@@ -158,10 +160,12 @@ async def test_a_token_endpoint_that_echoes_its_form_body(caplog: pytest.LogCapt
         await stream.send(response(status, body.encode(), {"Retry-After": "0"}, reason="Echo"))
         return True
 
-    async with hostile_server(handler) as server:
-        async with client_for(server.base_url, auth=ClientCredentials("client-1", CLIENT_SECRET)) as client:
-            with pytest.raises(AuthenticationError) as caught:
-                await client.call(list_segment)
+    async with (
+        hostile_server(handler) as server,
+        client_for(server.base_url, auth=ClientCredentials("client-1", CLIENT_SECRET)) as client,
+    ):
+        with pytest.raises(AuthenticationError) as caught:
+            await client.call(list_segment)
     assert isinstance(caught.value, TokenCredentialsRejectedError)
     assert caught.value.status_code == 400
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -178,10 +182,12 @@ async def test_an_unavailable_token_endpoint_echo_is_scrubbed_after_its_retries(
         await stream.send(response(503, body.encode(), {"Retry-After": "0"}, reason="Busy"))
         return True
 
-    async with hostile_server(handler) as server:
-        async with client_for(server.base_url, auth=ClientCredentials("client-1", CLIENT_SECRET)) as client:
-            with pytest.raises(TokenEndpointUnavailableError) as caught:
-                await client.call(list_segment)
+    async with (
+        hostile_server(handler) as server,
+        client_for(server.base_url, auth=ClientCredentials("client-1", CLIENT_SECRET)) as client,
+    ):
+        with pytest.raises(TokenEndpointUnavailableError) as caught:
+            await client.call(list_segment)
     assert len(server.requests) == 4  # one request and three retries
     assert_clean(texts_of(caught.value, caplog), CLIENT_SECRET)
 
@@ -191,10 +197,12 @@ async def test_an_issuer_endpoint_that_echoes_the_issuer_token(caplog: pytest.Lo
         await stream.send(echo_answer(403, request, "this key may not mint tokens"))
         return True
 
-    async with hostile_server(handler) as server:
-        async with client_for(server.base_url, auth=IssuerToken("key-1", ISSUER_SECRET)) as client:
-            with pytest.raises(AuthenticationError) as caught:
-                await client.call(list_segment)
+    async with (
+        hostile_server(handler) as server,
+        client_for(server.base_url, auth=IssuerToken("key-1", ISSUER_SECRET)) as client,
+    ):
+        with pytest.raises(AuthenticationError) as caught:
+            await client.call(list_segment)
     assert_clean(texts_of(caught.value, caplog), ISSUER_SECRET)
 
 
@@ -206,10 +214,12 @@ async def test_protocol_garbage_carrying_the_token_does_not_leak_through_the_cha
         await stream.send(f"HTTP/1.1 200 OK\r\nBroken Header {header}\r\n\r\n".encode())
         return False
 
-    async with hostile_server(handler) as server:
-        async with client_for(server.base_url, auth=StaticToken(FIRST_TOKEN), max_retries=0) as client:
-            with pytest.raises(Exception) as caught:
-                await client.call(list_segment)
+    async with (
+        hostile_server(handler) as server,
+        client_for(server.base_url, auth=StaticToken(FIRST_TOKEN), max_retries=0) as client,
+    ):
+        with pytest.raises(Exception) as caught:
+            await client.call(list_segment)
     assert type(caught.value).__name__ == "APIConnectionError"
     assert_clean(texts_of(caught.value, caplog), FIRST_TOKEN)
 

@@ -26,7 +26,9 @@ from amperity_async.api.profiles import list_profiles
 from amperity_async.api.segments import list_segment
 from amperity_async.api.workflow import run_workflow
 from amperity_async.client import Client
+from amperity_async.custom.calls import Bounds
 from amperity_async.custom.clock import ManualClock
+from amperity_async.custom.connections import default_inner_transport
 from amperity_async.custom.errors import (
     AmperityDeprecationWarning,
     APIConnectionError,
@@ -35,8 +37,6 @@ from amperity_async.custom.errors import (
 )
 from amperity_async.custom.operations import OperationInfo
 from amperity_async.custom.ratelimit import TokenBucket
-from amperity_async.custom.calls import Bounds
-from amperity_async.custom.connections import default_inner_transport
 from amperity_async.custom.retry import RetryPolicy, parse_retry_after
 from amperity_async.custom.transport import AmperityTransport
 from amperity_async.models.workflow_run_request import WorkflowRunRequest
