@@ -214,7 +214,7 @@ class AmperityClient:
         self.refresher = TokenRefresher(
             source,
             context=TokenEndpointContext(
-                base_url=self.base_url, tenant=tenant, transport=inner, bounds=bounds
+                base_url=self.base_url, tenant=tenant, transport=inner, bounds=bounds, redactor=self.redactor
             ),
             leeway=token_leeway,
             clock=self._clock,

@@ -151,24 +151,28 @@ def error_for_response(
     message, request_id, trace_id = "", None, None
     try:
         body: Any = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict):
         message = str(body.get("message") or "")
         request_id = str(body["request_id"]) if body.get("request_id") is not None else None
         trace_id = str(body["trace_id"]) if body.get("trace_id") is not None else None
-    if not message:
+    # Scrubbed before truncation: a cut must never leave half a secret behind.
+    text = scrub(text)
+    if message:
+        message = truncate(scrub(message))
+    else:
         shown = truncate(text.strip()) if text.strip() else "(empty body)"
         message = f"{response.reason_phrase or 'error'}; body: {shown}"
     request = response.request
     return cls(
-        scrub(truncate(message)),
+        message,
         status_code=status,
         method=request.method,
         url=scrub(str(request.url)),
         request_id=scrub(request_id or response.headers.get("x-request-id") or "") or None,
         trace_id=scrub(trace_id) if trace_id else None,
-        body=scrub(truncate(text)),
+        body=truncate(text),
         response=response,
         retry_after=retry_after,
     )

@@ -76,13 +76,16 @@ class TokenEndpointContext:
     """How the built-in token sources reach Amperity's token endpoints.
 
     ``transport`` is used as is and never closed here: its owner (normally the client) closes it.
-    ``bounds`` gives each token request its timeout and response size cap.
+    ``bounds`` gives each token request its timeout and response size cap. ``redactor``, when
+    given (the client's), scrubs what the endpoint says of every secret and token the client
+    knows, not only the source's own.
     """
 
     base_url: str
     tenant: str
     transport: httpx.AsyncBaseTransport
     bounds: Bounds = DEFAULT_BOUNDS
+    redactor: Redactor | None = None
 
 
 def iso(epoch_seconds: float) -> str:
@@ -225,6 +228,10 @@ class _BuiltinTokenSource(abc.ABC):
             )
         return context
 
+    def redactor_for(self, context: TokenEndpointContext) -> Redactor:
+        """The client's redactor when the context brings one (it includes this source's), else ours."""
+        return context.redactor or self.redactor
+
     async def _post(
         self, context: TokenEndpointContext, token_url: str, clock: Clock, **content: Any
     ) -> httpx.Response:
@@ -234,7 +241,8 @@ class _BuiltinTokenSource(abc.ABC):
             "POST", token_url, extensions={"timeout": bounds.httpx_timeout().as_dict()}, **content
         )
         limit_at = math.inf if bounds.timeout is None else clock.now() + bounds.timeout
-        scrub = self.redactor.scrub
+        redactor = self.redactor_for(context)
+        scrub = redactor.scrub
         try:
             with attempt.bounded(clock, limit_at, "timeout"):
                 response = await attempt.send(context.transport, request)
@@ -252,7 +260,7 @@ class _BuiltinTokenSource(abc.ABC):
                 error = TokenEndpointUnavailableError(token_url, None, detail, kind=failure.kind)
             else:
                 error = TokenEndpointError(token_url, None, detail)
-            raise error from (None if exc.cause is None else self.redactor.safe_cause(exc.cause))
+            raise error from (None if exc.cause is None else redactor.safe_cause(exc.cause))
         except BodyTooLarge as exc:
             raise TokenEndpointError(
                 token_url, None, f"the token response exceeds max_response_bytes={exc.limit:,}"
@@ -389,7 +397,8 @@ class ClientCredentials(_BuiltinTokenSource):
             raise TokenEndpointError(
                 token_url,
                 status,
-                f"token_type {self.redactor.scrub(str(token_type))[:40]!r} is not supported (expected 'Bearer')",
+                f"token_type {self.redactor_for(context).scrub(str(token_type))[:40]!r} is not supported "
+                "(expected 'Bearer')",
             )
         access_token = access_token.strip()
         expires_at: float | None = None

@@ -290,7 +290,8 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             return None
         if too_long:
             self._log.warning(
-                "not retrying %s %s: the server asked to wait %.0fs (Retry-After), more than max_retry_after=%.0fs",
+                "not retrying %s %s: the server asked to wait %.0fs (Retry-After), "
+                "more than max_retry_after=%.0fs",
                 request.method,
                 request.url.path,
                 retry_after,
@@ -346,7 +347,10 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             else:
                 delay = policy.backoff(retry, self._random)
                 if self._clock.now() + delay > context.deadline_at:
-                    why_not = f"gave up after {retry + 1} attempts: the next would start after {context.deadline_text()}"
+                    why_not = (
+                        f"gave up after {_attempts(retry + 1)}: "
+                        f"the next would start after {context.deadline_text()}"
+                    )
                     past_deadline = True
         if why_not is not None:
             error = self._error_for(request, failed, context, why_not, past_deadline=past_deadline)

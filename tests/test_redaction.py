@@ -281,6 +281,19 @@ async def test_long_error_bodies_are_truncated() -> None:
     assert len(caught.value.body) < 600
 
 
+async def test_a_secret_across_the_truncation_point_leaves_no_part_behind() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, text="x" * 490 + FIRST_TOKEN + "y" * 1000)
+
+    async with client_for(
+        "https://app.amperity.com/api", auth=StaticToken(FIRST_TOKEN), transport=httpx.MockTransport(handler)
+    ) as client:
+        with pytest.raises(BadRequestError) as caught:
+            await client.call(list_segment)
+    for text in (str(caught.value), caught.value.body):
+        assert FIRST_TOKEN[:6] not in text and REDACTED in text
+
+
 # --- the Redactor itself ---------------------------------------------------------------------------
 
 
