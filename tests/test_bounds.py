@@ -14,7 +14,7 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
-from client_support import client_for
+from client_support import HANG_GUARD, client_for, error_from
 from hostile_server import PAGE, TOKEN_BODY, Request, gzip_bomb, hostile_server, response
 
 from amperity_async import (
@@ -35,8 +35,6 @@ from amperity_async.custom.tokens import TokenEndpointContext
 pytestmark = pytest.mark.anyio
 
 TOKEN = "static-token-for-bounds-tests"
-# Far above every bound used here: reaching it would mean the bound did not hold.
-HANG_GUARD = 60
 
 
 async def drip_forever(stream: anyio.abc.SocketStream, *, headers_first: bool) -> None:
@@ -78,14 +76,9 @@ async def test_a_dripping_server_hits_the_per_attempt_timeout(handler: Any) -> N
 
 
 async def test_the_deadline_bounds_the_whole_call_across_retries() -> None:
-    async with (
-        hostile_server(dripping) as server,
-        client_for(server.base_url, timeout=0.4, deadline=1.0, max_retries=50) as client,
-    ):
-        with anyio.fail_after(HANG_GUARD), pytest.raises(APITimeoutError) as caught:
-            await client.call(list_segment)
-    assert caught.value.bound == "deadline" and caught.value.seconds == 1.0
-    assert "deadline of 1 s" in str(caught.value), str(caught.value)
+    error, server = await error_from(dripping, APITimeoutError, timeout=0.4, deadline=1.0, max_retries=50)
+    assert error.bound == "deadline" and error.seconds == 1.0
+    assert "deadline of 1 s" in str(error), str(error)
     assert 1 <= len(server.requests) <= 4, "attempts stop at the deadline, not at max_retries"
 
 
@@ -96,13 +89,10 @@ async def test_a_dripping_token_endpoint_is_bounded_by_the_call_deadline() -> No
         await stream.send(response(body=PAGE))
         return True
 
-    async with hostile_server(handler) as server:
-        auth = ClientCredentials("client", "client-secret-for-bounds")
-        async with client_for(server.base_url, auth=auth, timeout=30, deadline=0.5) as client:
-            with anyio.fail_after(HANG_GUARD), pytest.raises(APITimeoutError) as caught:
-                await client.call(list_segment)
-    assert caught.value.bound == "deadline"
-    assert "getting an access token" in str(caught.value)
+    auth = ClientCredentials("client", "client-secret-for-bounds")
+    error, server = await error_from(handler, APITimeoutError, auth=auth, timeout=30, deadline=0.5)
+    assert error.bound == "deadline"
+    assert "getting an access token" in str(error)
     assert server.paths() == ["POST /api/v0/oauth2/token"]
 
 
@@ -138,13 +128,10 @@ async def test_the_replay_after_a_401_is_within_the_deadline() -> None:
         await stream.send(response(401, b'{"status": 401, "message": "revoked"}', reason="Unauthorized"))
         return True
 
-    async with hostile_server(handler) as server:
-        auth = ClientCredentials("client", "client-secret-for-bounds")
-        async with client_for(server.base_url, auth=auth, timeout=30, deadline=3.0) as client:
-            with anyio.fail_after(HANG_GUARD), pytest.raises(APITimeoutError) as caught:
-                await client.call(list_segment)
-    assert caught.value.bound == "deadline"
-    assert "renewing the access token after a 401" in str(caught.value)
+    auth = ClientCredentials("client", "client-secret-for-bounds")
+    error, _ = await error_from(handler, APITimeoutError, auth=auth, timeout=30, deadline=3.0)
+    assert error.bound == "deadline"
+    assert "renewing the access token after a 401" in str(error)
 
 
 async def test_an_endless_fast_body_stops_at_max_response_bytes() -> None:
@@ -156,14 +143,9 @@ async def test_an_endless_fast_body_stops_at_max_response_bytes() -> None:
         while True:
             await stream.send(chunk)
 
-    async with (
-        hostile_server(endless) as server,
-        client_for(server.base_url, max_response_bytes=2_000_000) as client,
-    ):
-        with anyio.fail_after(HANG_GUARD), pytest.raises(ResponseTooLargeError) as caught:
-            await client.call(list_segment)
-    assert caught.value.limit == 2_000_000
-    assert "max_response_bytes=2,000,000" in str(caught.value)
+    error, server = await error_from(endless, ResponseTooLargeError, max_response_bytes=2_000_000)
+    assert error.limit == 2_000_000
+    assert "max_response_bytes=2,000,000" in str(error)
     assert len(server.requests) == 1, "a body that is too large is not asked for again"
 
 
@@ -175,12 +157,7 @@ async def test_a_gzip_bomb_is_caught_on_the_decompressed_size() -> None:
         await stream.send(response(body=bomb, headers={"Content-Encoding": "gzip"}))
         return True
 
-    async with (
-        hostile_server(handler) as server,
-        client_for(server.base_url, max_response_bytes=1_000_000) as client,
-    ):
-        with anyio.fail_after(HANG_GUARD), pytest.raises(ResponseTooLargeError):
-            await client.call(list_segment)
+    await error_from(handler, ResponseTooLargeError, max_response_bytes=1_000_000)
 
 
 class NeverRead(httpx.AsyncByteStream):

@@ -21,11 +21,12 @@ import anyio
 import anyio.abc
 import httpx
 import pytest
-from client_support import client_for
+from client_support import client_for, error_from
 from hostile_server import Request, hostile_server, response
 
 from amperity_async import (
     AmperityClient,
+    APIConnectionError,
     AuthenticationError,
     BadRequestError,
     ClientCredentials,
@@ -137,10 +138,8 @@ async def test_a_401_echo_hides_the_rejected_and_the_renewed_token(caplog: pytes
             await stream.send(echo_answer(401, request, "rejected"))
         return True
 
-    async with (
-        hostile_server(handler) as server,
-        client_for(server.base_url, auth=ClientCredentials("client-1", CLIENT_SECRET)) as client,
-    ):
+    auth = ClientCredentials("client-1", CLIENT_SECRET)
+    async with hostile_server(handler) as server, client_for(server.base_url, auth=auth) as client:
         with pytest.raises(AuthenticationError) as caught:
             await client.call(list_segment)
         text = repr(client) + repr(client.refresher)
@@ -160,18 +159,15 @@ async def test_a_token_endpoint_that_echoes_its_form_body(caplog: pytest.LogCapt
         await stream.send(response(status, body.encode(), {"Retry-After": "0"}, reason="Echo"))
         return True
 
-    async with (
-        hostile_server(handler) as server,
-        client_for(server.base_url, auth=ClientCredentials("client-1", CLIENT_SECRET)) as client,
-    ):
-        with pytest.raises(AuthenticationError) as caught:
-            await client.call(list_segment)
-    assert isinstance(caught.value, TokenCredentialsRejectedError)
-    assert caught.value.status_code == 400
+    error, _ = await error_from(
+        handler, AuthenticationError, auth=ClientCredentials("client-1", CLIENT_SECRET)
+    )
+    assert isinstance(error, TokenCredentialsRejectedError)
+    assert error.status_code == 400
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and all("retrying" in r.getMessage() for r in warnings)
     assert all(REDACTED in r.getMessage() for r in warnings)
-    assert_clean(texts_of(caught.value, caplog), CLIENT_SECRET)
+    assert_clean(texts_of(error, caplog), CLIENT_SECRET)
 
 
 async def test_an_unavailable_token_endpoint_echo_is_scrubbed_after_its_retries(
@@ -182,14 +178,11 @@ async def test_an_unavailable_token_endpoint_echo_is_scrubbed_after_its_retries(
         await stream.send(response(503, body.encode(), {"Retry-After": "0"}, reason="Busy"))
         return True
 
-    async with (
-        hostile_server(handler) as server,
-        client_for(server.base_url, auth=ClientCredentials("client-1", CLIENT_SECRET)) as client,
-    ):
-        with pytest.raises(TokenEndpointUnavailableError) as caught:
-            await client.call(list_segment)
+    error, server = await error_from(
+        handler, TokenEndpointUnavailableError, auth=ClientCredentials("client-1", CLIENT_SECRET)
+    )
     assert len(server.requests) == 4  # one request and three retries
-    assert_clean(texts_of(caught.value, caplog), CLIENT_SECRET)
+    assert_clean(texts_of(error, caplog), CLIENT_SECRET)
 
 
 async def test_an_issuer_endpoint_that_echoes_the_issuer_token(caplog: pytest.LogCaptureFixture) -> None:
@@ -197,13 +190,8 @@ async def test_an_issuer_endpoint_that_echoes_the_issuer_token(caplog: pytest.Lo
         await stream.send(echo_answer(403, request, "this key may not mint tokens"))
         return True
 
-    async with (
-        hostile_server(handler) as server,
-        client_for(server.base_url, auth=IssuerToken("key-1", ISSUER_SECRET)) as client,
-    ):
-        with pytest.raises(AuthenticationError) as caught:
-            await client.call(list_segment)
-    assert_clean(texts_of(caught.value, caplog), ISSUER_SECRET)
+    error, _ = await error_from(handler, AuthenticationError, auth=IssuerToken("key-1", ISSUER_SECRET))
+    assert_clean(texts_of(error, caplog), ISSUER_SECRET)
 
 
 async def test_protocol_garbage_carrying_the_token_does_not_leak_through_the_chained_cause(
@@ -214,14 +202,9 @@ async def test_protocol_garbage_carrying_the_token_does_not_leak_through_the_cha
         await stream.send(f"HTTP/1.1 200 OK\r\nBroken Header {header}\r\n\r\n".encode())
         return False
 
-    async with (
-        hostile_server(handler) as server,
-        client_for(server.base_url, auth=StaticToken(FIRST_TOKEN), max_retries=0) as client,
-    ):
-        with pytest.raises(Exception) as caught:
-            await client.call(list_segment)
-    assert type(caught.value).__name__ == "APIConnectionError"
-    assert_clean(texts_of(caught.value, caplog), FIRST_TOKEN)
+    error, _ = await error_from(handler, APIConnectionError, auth=StaticToken(FIRST_TOKEN), max_retries=0)
+    assert error.kind == "protocol"
+    assert_clean(texts_of(error, caplog), FIRST_TOKEN)
 
 
 async def test_the_cli_prints_no_secret(tmp_path: Any) -> None:
