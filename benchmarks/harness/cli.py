@@ -1,0 +1,192 @@
+"""The ``amperity-async extract`` command as a user runs it: one process, its CPU time and memory as
+the kernel counted them, and its output checked row by row against the list it read.
+
+Written to a file (``--out FILE``) or to stdout (``--out -``, read here through a pipe as ``| gzip``
+would). A lost or doubled row must never pass for speed, so every run's output is counted and a
+full extraction's item ids are compared with the list's.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .chains import Chain, IdDigest, PageKind
+from .processes import BenchmarkError, ChildUsage, pin, tail, watch_child
+from .settings import CLIENT_ID, CLIENT_SECRET, PAGE_SIZE, ROOT, TENANT
+
+SINKS = ("file", "stdout")
+SINK_LABELS = {"file": "CLI extract to a file", "stdout": "CLI extract to stdout (a pipe)"}
+
+
+def cli_command() -> list[str]:
+    """The installed console script beside this interpreter, else ``python -m amperity_async``."""
+    script = Path(sys.executable).with_name("amperity-async")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "amperity_async"]
+
+
+@dataclass(frozen=True)
+class CliRun:
+    sink: str
+    rows: int
+    usage: ChildUsage
+    ids_match: bool | None
+    """Whether the output holds exactly the list's item ids (None: not checked)."""
+
+    @property
+    def pages(self) -> int:
+        return -(-self.rows // PAGE_SIZE)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sink": self.sink,
+            "rows": self.rows,
+            "pages": self.pages,
+            "wall_seconds": self.usage.wall_seconds,
+            "cpu_seconds": self.usage.cpu_seconds,
+            "peak_rss_mb": self.usage.peak_rss_mb,
+            "ids_match": self.ids_match,
+        }
+
+
+def run_extract(
+    *,
+    base_url: str,
+    kind: PageKind,
+    index_id: str | None,
+    sink: str,
+    scratch: Path,
+    cpus: frozenset[int] | None,
+    max_items: int | None = None,
+    expected: Chain | None = None,
+    timeout: float = 1800,
+) -> CliRun:
+    """Extract ``kind``'s list (``max_items`` of it, or all) to ``sink``; count and check the rows."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    stamp = time.monotonic_ns()
+    output = scratch / f"{kind.name}-{sink}-{stamp}.jsonl"
+    stderr_path = scratch / f"{kind.name}-{sink}-{stamp}.stderr"
+    command = [*cli_command(), "extract", kind.operation, "--limit", str(PAGE_SIZE)]
+    command += ["--param", f"id={index_id}"] if kind.takes_index else []
+    command += ["--max-items", str(max_items)] if max_items is not None else []
+    command += ["--out", str(output) if sink == "file" else "-"]
+    command += [
+        "--tenant",
+        TENANT,
+        "--base-url",
+        base_url,
+        "--client-id",
+        CLIENT_ID,
+        "--client-secret",
+        CLIENT_SECRET,
+    ]
+    # The user's own AMPERITY_* settings (a Redis budget, another tenant) must not leak into the run.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMPERITY_")}
+    with stderr_path.open("wb") as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if sink == "stdout" else subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=ROOT,
+            env=env,
+        )
+    pin(proc.pid, cpus)
+    try:
+        if sink == "stdout":
+            assert proc.stdout is not None
+            with output.open("wb") as copy:
+                usage = watch_child(proc, started, timeout=timeout, drain=proc.stdout, sink=copy)
+            proc.stdout.close()
+        else:
+            usage = watch_child(proc, started, timeout=timeout)
+        if usage.returncode != 0:
+            raise BenchmarkError(
+                f"`{' '.join(command)}` failed (exit {usage.returncode}):\n{tail(stderr_path)}"
+            )
+        rows, ids_match = check_output(output, expected)
+    finally:
+        output.unlink(missing_ok=True)
+    wanted = expected.rows if expected is not None and max_items is None else max_items
+    if wanted is not None and rows != wanted:
+        raise BenchmarkError(f"`{' '.join(command)}` wrote {rows} rows, not {wanted}")
+    if ids_match is False:
+        raise BenchmarkError(
+            f"`{' '.join(command)}` wrote {rows} rows, but not the list's: some missing, some doubled"
+        )
+    return CliRun(sink=sink, rows=rows, usage=usage, ids_match=ids_match)
+
+
+def check_output(path: Path, expected: Chain | None) -> tuple[int, bool | None]:
+    """(rows, whether their ids are exactly the list's): every line is one JSON item."""
+    if expected is None:
+        with path.open("rb") as lines:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: lines.read(1 << 20), b"")), None
+    digest = IdDigest()
+    with path.open("rb") as lines:
+        for line in lines:
+            digest.add(orjson.loads(line)["id"])
+    return digest.count, digest.count == expected.rows and digest.value == expected.ids_digest
+
+
+def rss_profile(samples: list[tuple[float, float]]) -> dict[str, float | None]:
+    """Steady memory (median of the second half of the run) and its drift (the last quarter's median
+    less the second quarter's): a flat extraction drifts by about nothing."""
+    values = [mb for _, mb in samples]
+    if len(values) < 8:
+        return {"steady_mb": statistics.median(values) if values else None, "drift_mb": None}
+    quarter = len(values) // 4
+    return {
+        "steady_mb": statistics.median(values[len(values) // 2 :]),
+        "drift_mb": statistics.median(values[3 * quarter :])
+        - statistics.median(values[quarter : 2 * quarter]),
+    }
+
+
+def marginal(run: CliRun, start_only: CliRun) -> dict[str, float]:
+    """What the further pages cost: a run less a one-page run (start-up, imports and the token are
+    in both). On a busy machine a short run's difference is noise, and may even come out negative."""
+    pages = run.pages - start_only.pages
+    if pages <= 0:
+        raise BenchmarkError(f"a CLI run of {run.pages} pages is no longer than its one-page run")
+    return {
+        "pages": pages,
+        "seconds": run.usage.wall_seconds - start_only.usage.wall_seconds,
+        "cpu_seconds": run.usage.cpu_seconds - start_only.usage.cpu_seconds,
+    }
+
+
+def large_extraction(
+    *, base_url: str, kind: PageKind, chain: Chain, scratch: Path, cpus: frozenset[int] | None
+) -> dict[str, Any]:
+    """The whole list, to a file and to stdout: rows/s from process start to exit, CPU, memory."""
+    runs = {}
+    for sink in SINKS:
+        run = run_extract(
+            base_url=base_url,
+            kind=kind,
+            index_id=chain.index_id,
+            sink=sink,
+            scratch=scratch,
+            cpus=cpus,
+            expected=chain,
+        )
+        runs[sink] = (
+            run.summary()
+            | rss_profile(run.usage.rss_samples)
+            | {
+                "rows_per_s": run.rows / run.usage.wall_seconds,
+                "cpu_us_per_page": 1e6 * run.usage.cpu_seconds / run.pages,
+                "rss_samples": [(round(t, 2), round(mb, 1)) for t, mb in run.usage.rss_samples],
+            }
+        )
+    return {"kind": kind.name, "rows": chain.rows, "pages": chain.pages, "runs": runs}
