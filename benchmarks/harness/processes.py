@@ -116,7 +116,7 @@ class LineReader:
         while b"\n" not in self._buffer:
             left = deadline - time.monotonic()
             if left <= 0 or not self._selector.select(left):
-                raise BenchmarkError(f"{self._what} said nothing for {timeout:.0f} s")
+                raise BenchmarkError(f"{self._what} said nothing for {timeout:g} s")
             chunk = os.read(self._fd, 65536)
             if not chunk:
                 if self._buffer:
@@ -211,7 +211,7 @@ def watch_child(
             if now > deadline:
                 proc.kill()
                 proc.wait()
-                raise BenchmarkError(f"`{_command(proc)}` did not finish within {timeout:.0f} s")
+                raise BenchmarkError(f"`{_command(proc)}` did not finish within {timeout:g} s")
         while pipe is not None:  # what was still in the pipe when it exited
             if time.perf_counter() > deadline:
                 raise BenchmarkError(f"the output of `{_command(proc)}` did not end")
@@ -287,7 +287,7 @@ def run_one_shot(
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.communicate()
-        raise BenchmarkError(f"the {kind} worker did not finish within {timeout:.0f} s") from None
+        raise BenchmarkError(f"the {kind} worker did not finish within {timeout:g} s") from None
     if proc.returncode != 0:
         raise BenchmarkError(f"the {kind} worker failed (exit {proc.returncode}):\n{tail(stderr_path)}")
     lines = stdout.decode().strip().splitlines()

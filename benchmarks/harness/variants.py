@@ -93,7 +93,9 @@ class Variant:
     async def walk(self, kind: PageKind, deadline: float) -> int:
         pages, token = 0, None
         while True:
-            token = await self.fetch(kind, token)
+            sent, token = token, await self.fetch(kind, token)
+            if token is not None and token == sent:
+                raise WrongPage(f"the cursor after {sent} is {sent} again: the same page was read twice")
             pages += 1
             if time.perf_counter() >= deadline:
                 return pages
