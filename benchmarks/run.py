@@ -94,8 +94,8 @@ def _static_target(
 ) -> StaticTarget | None:
     """Pages, the naive client and nginx; None (and why, in ``record``) when nginx is missing."""
     from harness import naive
-    from harness.cells import StaticTarget
-    from harness.chains import generate_chains
+    from harness.cells import StaticTarget, cli_cell_lists
+    from harness.chains import generate_lists
     from harness.nginx import INSTALL_HINT, StaticServer, find_nginx, nginx_version
 
     binary = find_nginx(args.nginx)
@@ -107,10 +107,13 @@ def _static_target(
     record["nginx"] = nginx_version(binary)
     began = time.perf_counter()
     _progress("generating the static pages from the fake tenant's data ...")
-    chains = generate_chains(
-        scratch / "pages", segment_rows=settings.segment_rows, profile_rows=settings.profile_rows
+    lists = generate_lists(
+        scratch / "pages",
+        segment_rows=settings.segment_rows,
+        profile_rows=settings.profile_rows,
+        heads=cli_cell_lists(settings),
     )
-    record["chains"] = {name: asdict(chain) for name, chain in chains.items()}
+    record["lists"] = asdict(lists)
     record["generation_seconds"] = time.perf_counter() - began
     try:
         naive_folders: dict[str, str] | None = naive.generate(scratch / "naive")
@@ -119,7 +122,7 @@ def _static_target(
         record["naive_error"] = str(exc)
         _progress(f"the naive generated client is left out: {exc}")
     server = stack.enter_context(StaticServer(binary, scratch / "pages", scratch / "nginx", cpus.server))
-    return StaticTarget(base_url=server.base_url, server_pid=server.pid, chains=chains, naive=naive_folders)
+    return StaticTarget(base_url=server.base_url, server_pid=server.pid, lists=lists, naive=naive_folders)
 
 
 def run_sections(settings: Settings, args: argparse.Namespace, results: dict[str, Any]) -> bool:
@@ -165,7 +168,7 @@ def run_sections(settings: Settings, args: argparse.Namespace, results: dict[str
                 return cli.large_extraction(
                     base_url=static.base_url,
                     kind=PROFILE,
-                    chain=static.chains[PROFILE.name],
+                    chain=static.lists.profile,
                     scratch=scratch / "large",
                     cpus=cpus.client,
                 )
@@ -230,10 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     all_measured = run_sections(settings, args, results)
     results["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     results["targets"] = report.targets(results)
-    table = report.markdown(results)
     stem = "latest" if not args.only else "only-" + "-".join(sorted(args.only))
     args.out.mkdir(parents=True, exist_ok=True)
+    # The measurements are kept before anything else can go wrong with them.
     (args.out / f"{stem}.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = report.markdown(results)
     (args.out / f"{stem}.md").write_text(table)
     print(table)
     return 0 if all_measured else 1

@@ -8,9 +8,11 @@ child that fails, hangs or answers the wrong thing is named instead of being mea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -65,8 +67,12 @@ def test_smoke_run_measures_every_section(tmp_path: Path) -> None:
         assert "apt-get install nginx-light" in throughput["skipped"]
         assert "apt-get install nginx-light" in table
     else:
-        chain_rows = {name: c["rows"] for name, c in results["static"]["chains"].items()}
-        assert chain_rows == {"segment": 2000, "profile": 3000}
+        lists = results["static"]["lists"]
+        assert (lists["segment"]["rows"], lists["profile"]["rows"]) == (2000, 3000)
+        assert {int(rows): head["rows"] for rows, head in lists["profile_heads"].items()} == {
+            2000: 2000,
+            100: 100,
+        }
         expected_variants = set(variants.VARIANTS) | {"cli-file", "cli-stdout"}
         assert {c["variant"] for c in throughput["cells"]} == expected_variants
         for cell in throughput["cells"]:
@@ -81,7 +87,7 @@ def test_smoke_run_measures_every_section(tmp_path: Path) -> None:
         large = results["large_extraction"]
         for sink in cli.SINKS:
             run = large["runs"][sink]
-            assert run["rows"] == 3000 and run["ids_match"] is True
+            assert run["rows"] == 3000 and run["ids_checked"] is True
             assert run["rows_per_s"] > 0 and run["cpu_us_per_page"] > 0 and run["peak_rss_mb"] > 5
         assert "Large CLI extraction" in table and "all ids, once each" in table
 
@@ -125,28 +131,37 @@ def test_without_nginx_the_static_cells_are_skipped_with_how_to_install(tmp_path
         assert str(missing) in results[section]["skipped"]
         assert "apt-get install nginx-light" in results[section]["skipped"]
     assert "skipped" in table and "apt-get install nginx-light" in proc.stderr
-    assert "chains" not in results["static"]  # nothing was generated for nothing to serve
+    assert "lists" not in results["static"]  # nothing was generated for nothing to serve
 
 
 # the static pages
 
+Pages = tuple[Path, chains.StaticLists]
+
 
 @pytest.fixture(scope="module")
-def pages(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, chains.Chain]]:
+def pages(tmp_path_factory: pytest.TempPathFactory) -> Pages:
     root = tmp_path_factory.mktemp("pages")
-    return root, chains.generate_chains(root, segment_rows=300, profile_rows=500)
+    return root, chains.generate_lists(root, segment_rows=300, profile_rows=500, heads=(200, 100))
+
+
+def _every_chain(lists: chains.StaticLists) -> list[tuple[chains.PageKind, chains.Chain]]:
+    return [(chains.SEGMENT, lists.segment), (chains.PROFILE, lists.profile)] + [
+        (chains.PROFILE, head) for head in lists.profile_heads.values()
+    ]
 
 
 def _static_handler(root: Path) -> Any:
     """What nginx serves, from the same mapping (request path and cursor to file)."""
-    import re
 
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/v0/oauth2/token"):
             return httpx.Response(200, json={"access_token": nginx.ACCESS_TOKEN, "expires_in": 86400})
         for kind in chains.KINDS:
-            if re.match(kind.route, request.url.path):
-                found = chains.page_file(root, kind, request.url.params.get("next_token"))
+            route = re.match(kind.route, request.url.path)
+            if route:
+                list_id = route.groupdict().get("bench_list")
+                found = chains.page_file(root, kind, request.url.params.get("next_token"), list_id)
                 if found is not None:
                     return httpx.Response(
                         200, content=found.read_bytes(), headers={"content-type": "application/json"}
@@ -156,15 +171,16 @@ def _static_handler(root: Path) -> Any:
     return handle
 
 
-def test_chains_link_every_page_and_end(pages: tuple[Path, dict[str, chains.Chain]]) -> None:
-    root, made = pages
-    assert {name: (c.rows, c.pages) for name, c in made.items()} == {"segment": (300, 3), "profile": (500, 5)}
-    assert made["profile"].index_id and made["segment"].index_id is None
-    for kind in chains.KINDS:
+def test_lists_link_every_page_and_end(pages: Pages) -> None:
+    root, lists = pages
+    assert (lists.segment.rows, lists.segment.pages, lists.segment.list_id) == (300, 3, None)
+    assert (lists.profile.rows, lists.profile.pages) == (500, 5) and lists.profile.list_id
+    assert {rows: head.pages for rows, head in lists.profile_heads.items()} == {200: 2, 100: 1}
+    for kind, chain in _every_chain(lists):
         token: str | None = None
         seen = []
         while True:
-            found = chains.page_file(root, kind, token)
+            found = chains.page_file(root, kind, token, chain.list_id)
             assert found is not None
             body = json.loads(found.read_bytes())
             assert len(body["data"]) == PAGE_SIZE
@@ -173,36 +189,45 @@ def test_chains_link_every_page_and_end(pages: tuple[Path, dict[str, chains.Chai
             if token is None:
                 break
         digest = chains.IdDigest.of(seen)
-        assert (digest.count, digest.value) == (made[kind.name].rows, made[kind.name].ids_digest)
+        assert (digest.count, digest.value) == (chain.rows, chain.ids_digest)
         assert len(set(seen)) == len(seen)
-    assert (
-        made["segment"].mean_page_bytes > 5000
-        and made["profile"].mean_page_bytes > made["segment"].mean_page_bytes
+    # A head is the start of the whole list, ending where it ends.
+    whole = json.loads(
+        (chains.list_folder(root, chains.PROFILE, lists.profile.list_id) / "p000001.json").read_bytes()
     )
+    head = json.loads(
+        (
+            chains.list_folder(root, chains.PROFILE, lists.profile_heads[200].list_id) / "p000001.json"
+        ).read_bytes()
+    )
+    assert head["data"] == whole["data"] and "next_token" in whole and "next_token" not in head
+    assert 5000 < lists.segment.mean_page_bytes < lists.profile.mean_page_bytes
 
 
 @pytest.mark.parametrize(
     "token", ["p000099", "../segments/p000000", "p00001", "P000001", "p000001.json", "null"]
 )
-def test_a_cursor_that_names_no_page_finds_none(
-    pages: tuple[Path, dict[str, chains.Chain]], token: str
-) -> None:
-    root, _ = pages
+def test_a_cursor_that_names_no_page_finds_none(pages: Pages, token: str) -> None:
+    root, lists = pages
     assert chains.page_file(root, chains.SEGMENT, token) is None
+    assert chains.page_file(root, chains.PROFILE, token, lists.profile.list_id) is None
     assert (
         chains.page_file(root, chains.SEGMENT, None) == chains.page_file(root, chains.SEGMENT, "") is not None
     )
 
 
+@pytest.mark.parametrize("list_id", [None, "", "..", "idx/../../segments", "idx-unknown"])
+def test_a_profile_list_that_does_not_exist_finds_none(pages: Pages, list_id: str | None) -> None:
+    assert chains.page_file(pages[0], chains.PROFILE, None, list_id) is None
+
+
 @pytest.mark.anyio
-async def test_the_client_reads_the_static_pages_as_valid_and_whole(
-    pages: tuple[Path, dict[str, chains.Chain]],
-) -> None:
+async def test_the_client_reads_the_static_pages_as_valid_and_whole(pages: Pages) -> None:
     from amperity_async import AmperityClient, ClientCredentials
     from amperity_async.api.profiles import list_profiles
     from amperity_async.api.segments import list_segment
 
-    root, made = pages
+    root, lists = pages
     async with AmperityClient(
         tenant="acme",
         auth=ClientCredentials("id", "secret"),
@@ -211,11 +236,11 @@ async def test_the_client_reads_the_static_pages_as_valid_and_whole(
     ) as client:
         segments = [s.id async for s in client.paginate(list_segment, limit=PAGE_SIZE)]
         profiles = []
-        async for page in client.pages(list_profiles, made["profile"].index_id, limit=PAGE_SIZE):
+        async for page in client.pages(list_profiles, lists.profile.list_id, limit=PAGE_SIZE):
             profiles += [item.id for item in page.data]  # every item checked against the spec and converted
-    for kind, ids in (("segment", segments), ("profile", profiles)):
+    for chain, ids in ((lists.segment, segments), (lists.profile, profiles)):
         digest = chains.IdDigest.of(ids)
-        assert (digest.count, digest.value) == (made[kind].rows, made[kind].ids_digest)
+        assert (digest.count, digest.value) == (chain.rows, chain.ids_digest)
 
 
 def test_id_digest_is_order_free_and_sees_a_lost_or_doubled_row() -> None:
@@ -229,7 +254,9 @@ def test_id_digest_is_order_free_and_sees_a_lost_or_doubled_row() -> None:
 
 def test_static_lists_hold_whole_pages_only(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="whole pages of 100"):
-        chains.generate_chains(tmp_path, segment_rows=250, profile_rows=500)
+        chains.generate_lists(tmp_path, segment_rows=250, profile_rows=500)
+    with pytest.raises(ValueError, match="the first 600 rows of a 500-row list"):
+        chains.generate_lists(tmp_path, segment_rows=200, profile_rows=500, heads=(600,))
     with pytest.raises(ValueError, match="six-digit"):
         chains.cursor_of(1_000_000)
 
@@ -238,9 +265,7 @@ def test_static_lists_hold_whole_pages_only(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def static_server(
-    pages: tuple[Path, dict[str, chains.Chain]], tmp_path: Path
-) -> Iterator[nginx.StaticServer]:
+def static_server(pages: Pages, tmp_path: Path) -> Iterator[nginx.StaticServer]:
     assert NGINX is not None
     with nginx.StaticServer(NGINX, pages[0], tmp_path / "nginx", None) as server:
         yield server
@@ -248,28 +273,28 @@ def static_server(
 
 @needs_nginx
 def test_nginx_serves_the_pages_as_page_file_maps_them(
-    static_server: nginx.StaticServer, pages: tuple[Path, dict[str, chains.Chain]]
+    static_server: nginx.StaticServer, pages: Pages
 ) -> None:
-    root, made = pages
+    root, lists = pages
     with httpx.Client(base_url=static_server.base_url) as http:
-        for kind in chains.KINDS:
-            path = kind.path(made["profile"].index_id)
-            for token in (None, "p000001", "p000002"):
+        for kind, chain in _every_chain(lists):
+            path = kind.path(chain.list_id)
+            for token in (None, "p000001")[: chain.pages]:
                 response = http.get(path, params={"limit": "100"} | ({"next_token": token} if token else {}))
                 assert response.status_code == 200
                 assert response.headers["content-type"] == "application/json"
-                page = chains.page_file(root, kind, token)
+                page = chains.page_file(root, kind, token, chain.list_id)
                 assert page is not None and response.content == page.read_bytes()
             for bad in ("p000099", "../../etc/passwd", "x"):
                 assert http.get(path, params={"next_token": bad}).status_code == 404
+        assert http.get(chains.PROFILE.path("idx-unknown")).status_code == 404
         token = http.post("/v0/oauth2/token", data={"grant_type": "client_credentials"})
         assert token.status_code == 200 and token.json()["access_token"] == nginx.ACCESS_TOKEN
         assert http.get("/workflow/runs").status_code == 404
-    assert "no such benchmark page" not in (static_server.scratch / "error.log").read_text()
 
 
 @needs_nginx
-def test_nginx_stops_with_the_harness(pages: tuple[Path, dict[str, chains.Chain]], tmp_path: Path) -> None:
+def test_nginx_stops_with_the_harness(pages: Pages, tmp_path: Path) -> None:
     assert NGINX is not None
     with nginx.StaticServer(NGINX, pages[0], tmp_path / "nginx", None) as server:
         pid = server.pid
@@ -278,9 +303,7 @@ def test_nginx_stops_with_the_harness(pages: tuple[Path, dict[str, chains.Chain]
         os.kill(pid, 0)  # gone, not left running
 
 
-def test_nginx_that_cannot_start_is_named(
-    pages: tuple[Path, dict[str, chains.Chain]], tmp_path: Path
-) -> None:
+def test_nginx_that_cannot_start_is_named(pages: Pages, tmp_path: Path) -> None:
     broken = tmp_path / "nginx"
     broken.write_text("#!/bin/sh\necho 'nginx: [emerg] something is wrong' >&2\nexit 1\n")
     broken.chmod(0o755)
@@ -289,6 +312,43 @@ def test_nginx_that_cannot_start_is_named(
         processes.BenchmarkError, match="did not start: nginx: \\[emerg\\] something is wrong"
     ):
         server.__enter__()
+
+
+@needs_nginx
+def test_the_cli_reads_a_whole_list_and_its_rows_are_checked(
+    pages: Pages, static_server: nginx.StaticServer, tmp_path: Path
+) -> None:
+    head = pages[1].profile_heads[200]
+    run = cli.run_extract(
+        base_url=static_server.base_url,
+        kind=chains.PROFILE,
+        chain=head,
+        sink="stdout",
+        scratch=tmp_path,
+        cpus=None,
+    )
+    assert (run.rows, run.pages) == (200, 2) and run.usage.cpu_seconds > 0
+    # A list that says it holds other rows than it serves: the run is refused, not measured.
+    wrong = dataclasses.replace(head, ids_digest=head.ids_digest ^ 1)
+    with pytest.raises(processes.BenchmarkError, match="but not the list's"):
+        cli.run_extract(
+            base_url=static_server.base_url,
+            kind=chains.PROFILE,
+            chain=wrong,
+            sink="file",
+            scratch=tmp_path,
+            cpus=None,
+        )
+    short = dataclasses.replace(head, rows=300)
+    with pytest.raises(processes.BenchmarkError, match="wrote 200 rows where the list has 300"):
+        cli.run_extract(
+            base_url=static_server.base_url,
+            kind=chains.PROFILE,
+            chain=short,
+            sink="file",
+            scratch=tmp_path,
+            cpus=None,
+        )
 
 
 # the figures
@@ -320,7 +380,7 @@ def test_ratios_are_to_the_raw_aiohttp_json_baseline_of_the_same_page() -> None:
 
 
 def _run_result(rows: int, wall: float, cpu: float) -> cli.CliRun:
-    return cli.CliRun("file", rows, processes.ChildUsage(0, wall, cpu, 40.0), ids_match=None)
+    return cli.CliRun("file", rows, processes.ChildUsage(0, wall, cpu, 40.0))
 
 
 def test_a_cli_cell_is_a_run_less_its_one_page_run() -> None:

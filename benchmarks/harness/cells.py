@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .chains import KINDS, PROFILE, Chain
+from .chains import KINDS, PROFILE, Chain, StaticLists
 from .cli import SINK_LABELS, SINKS, CliRun, marginal, run_extract
 from .processes import BenchmarkError, LineReader, spawn_worker, stop_process, tail
 from .profiling import profile_workers
@@ -32,6 +32,15 @@ READY_TIMEOUT = 120.0
 ROUND_GRACE = 60.0
 # One-page CLI runs: start-up, imports and the token, subtracted from each CLI cell's full run.
 START_ONLY_ROWS = PAGE_SIZE
+
+
+def cli_cell_rows(settings: Settings) -> int:
+    return min(settings.cli_cell_rows, settings.profile_rows)
+
+
+def cli_cell_lists(settings: Settings) -> tuple[int, ...]:
+    """The profile lists the CLI cells read to their end: one of ``cli_cell_rows``, one of a page."""
+    return (cli_cell_rows(settings), START_ONLY_ROWS)
 
 
 class CellWorker:
@@ -137,7 +146,7 @@ class StaticTarget:
 
     base_url: str
     server_pid: int
-    chains: dict[str, Chain]
+    lists: StaticLists
     naive: dict[str, str] | None
     """Folders of the naive generated packages (None: that variant is skipped)."""
 
@@ -174,36 +183,38 @@ def _library_jobs(
 
 
 class CliCell:
-    """The CLI extracting profiles to one sink: each round a run of ``rows`` rows and a one-page run,
-    in either order; the round's figure is their difference (start-up, imports and the token cancel)."""
+    """The CLI extracting profiles to one sink: each round the whole of a list of ``rows`` rows and
+    of a one-page list, in either order; the round's figure is their difference (start-up, imports,
+    the token and the end of a list cancel out)."""
 
     def __init__(
         self, sink: str, rows: int, target: StaticTarget, cpus: frozenset[int] | None, scratch: Path
     ) -> None:
-        if rows <= START_ONLY_ROWS:
-            raise BenchmarkError(f"a CLI cell needs more than {START_ONLY_ROWS} rows, not {rows}")
+        heads = target.lists.profile_heads
+        if rows <= START_ONLY_ROWS or rows not in heads or START_ONLY_ROWS not in heads:
+            raise BenchmarkError(f"a CLI cell needs profile lists of {rows} and {START_ONLY_ROWS} rows")
         self.cell = Cell(f"cli-{sink}", SINK_LABELS[sink], PROFILE.name, None)
-        self.sink, self.rows, self.target, self.cpus, self.scratch = sink, rows, target, cpus, scratch
+        self.full_list, self.one_page_list = heads[rows], heads[START_ONLY_ROWS]
+        self.sink, self.target, self.cpus, self.scratch = sink, target, cpus, scratch
         self._full: CliRun | None = None
         self._start_only: CliRun | None = None
 
-    def _run(self, rows: int) -> CliRun:
+    def _run(self, chain: Chain) -> CliRun:
         return run_extract(
             base_url=self.target.base_url,
             kind=PROFILE,
-            index_id=self.target.chains[PROFILE.name].index_id,
+            chain=chain,
             sink=self.sink,
             scratch=self.scratch,
             cpus=self.cpus,
-            max_items=rows,
         )
 
     def run_full(self) -> None:
-        self._full = self._run(self.rows)
+        self._full = self._run(self.full_list)
         self._settle()
 
     def run_start_only(self) -> None:
-        self._start_only = self._run(START_ONLY_ROWS)
+        self._start_only = self._run(self.one_page_list)
         self._settle()
 
     def _settle(self) -> None:
@@ -228,7 +239,7 @@ def measure_cells(
     variants = [v for v in VARIANTS if v != "naive" or target.naive is not None]
     spec = {
         "base_url": target.base_url,
-        "index_id": target.chains[PROFILE.name].index_id,
+        "index_id": target.lists.profile.list_id,
         "naive": target.naive,
     }
     cells: dict[CellKey, Cell] = {}
@@ -240,7 +251,7 @@ def measure_cells(
         for worker in workers.values():
             worker.wait_ready()
         jobs = _library_jobs(workers, settings, target, cells)
-        rows = min(settings.cli_cell_rows, target.chains[PROFILE.name].rows)
+        rows = cli_cell_rows(settings)
         for sink in SINKS:
             cli = CliCell(sink, rows, target, cpus, scratch / "cli")
             cells[(cli.cell.variant, PROFILE.name, None)] = cli.cell
@@ -272,7 +283,7 @@ def measure_cells(
         "rounds": settings.rounds,
         "seconds_per_round": settings.cell_seconds,
         "tasks": list(settings.tasks),
-        "cli_rows_per_round": min(settings.cli_cell_rows, target.chains[PROFILE.name].rows),
+        "cli_rows_per_round": cli_cell_rows(settings),
         "profile": profile,
     }
 

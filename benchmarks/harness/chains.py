@@ -23,6 +23,7 @@ from .settings import PAGE_SIZE, SEED
 API_BASE = "/api"
 FIRST_PAGE = "p000000"
 _CURSOR = re.compile(r"^p[0-9]{6}$")
+_LIST_ID = "[A-Za-z0-9_-]+"
 _FAKE_LIMIT = 1000  # the fake tenant's largest page: fewer requests while generating
 
 
@@ -53,8 +54,9 @@ class PageKind:
 
     @property
     def route(self) -> str:
-        """A regular expression for every request path of this list, API base included (nginx's too)."""
-        return "^" + API_BASE + self.path_template.replace("{index}", "[^/]+") + "$"
+        """A regular expression for every request path of this list, API base included (nginx's too);
+        the group ``bench_list`` is the id of the list asked for (a profile index)."""
+        return "^" + API_BASE + self.path_template.replace("{index}", f"(?P<bench_list>{_LIST_ID})") + "$"
 
 
 SEGMENT = PageKind("segment", "Segment page", "segments.list_segment", "2024-04-01", "segments", "/segments")
@@ -70,13 +72,22 @@ def cursor_of(page_number: int) -> str:
     return f"p{page_number:06d}"
 
 
-def page_file(root: Path, kind: PageKind, next_token: str | None) -> Path | None:
-    """The file answering a request with this ``next_token`` (None or empty: the first page);
-    None when the token names no page. nginx's configuration maps requests the same way."""
+def list_folder(root: Path, kind: PageKind, list_id: str | None) -> Path:
+    """Where a list's pages are: one folder per kind, and per index for lists under an index."""
+    if not kind.takes_index:
+        return root / kind.folder
+    if list_id is None or not re.fullmatch(_LIST_ID, list_id):
+        raise ValueError(f"{kind.label.lower()}s are kept per index, not under {list_id!r}")
+    return root / kind.folder / list_id
+
+
+def page_file(root: Path, kind: PageKind, next_token: str | None, list_id: str | None = None) -> Path | None:
+    """The file answering a request with this ``next_token`` (None or empty: the first page) for the
+    list ``list_id``; None when they name no page. nginx's configuration maps requests the same way."""
     name = next_token or FIRST_PAGE
-    if not _CURSOR.match(name):
+    if not _CURSOR.match(name) or (kind.takes_index and not re.fullmatch(_LIST_ID, list_id or "")):
         return None
-    path = root / kind.folder / f"{name}.json"
+    path = list_folder(root, kind, list_id) / f"{name}.json"
     return path if path.is_file() else None
 
 
@@ -106,12 +117,27 @@ class IdDigest:
 
 @dataclass(frozen=True)
 class Chain:
+    """One static list: its pages, rows and the digest of its item ids."""
+
     kind: str
+    list_id: str | None
+    """The profile index id it is requested under (None for segments)."""
     pages: int
     rows: int
     mean_page_bytes: float
     ids_digest: int
-    index_id: str | None
+
+
+@dataclass(frozen=True)
+class StaticLists:
+    segment: Chain
+    profile: Chain
+    profile_heads: dict[int, Chain]
+    """The first N rows of the profile list, each a whole list of its own (under its own index id):
+    a CLI run reads one to its natural end."""
+
+    def of(self, kind: PageKind) -> Chain:
+        return self.segment if kind is SEGMENT else self.profile
 
 
 class _ChainWriter:
@@ -150,7 +176,10 @@ class _ChainWriter:
         self.bytes += len(data)
 
 
-async def _copy_list(http: Any, url: str, headers: dict[str, str], writer: _ChainWriter) -> None:
+async def _copy_list(
+    http: Any, url: str, headers: dict[str, str], writer: _ChainWriter, rows: int | None = None
+) -> None:
+    """The fake tenant's list at ``url`` (its first ``rows`` items, when given) into ``writer``."""
     next_token: str | None = None
     while True:
         params = {"limit": str(_FAKE_LIMIT)} | ({"next_token": next_token} if next_token else {})
@@ -158,14 +187,15 @@ async def _copy_list(http: Any, url: str, headers: dict[str, str], writer: _Chai
             body = orjson.loads(await response.read())
             if response.status != 200:
                 raise RuntimeError(f"the fake tenant answered {response.status} to GET {url}: {body}")
-        writer.add(body["data"])
+        items = body["data"] if rows is None else body["data"][: rows - writer.ids.count]
+        writer.add(items)
         next_token = body.get("next_token") or None
-        if next_token is None:
+        if next_token is None or writer.ids.count == rows:
             writer.finish()
             return
 
 
-async def _generate(root: Path, segment_rows: int, profile_rows: int) -> dict[str, Chain]:
+async def _generate(root: Path, segment_rows: int, profile_rows: int, heads: tuple[int, ...]) -> StaticLists:
     import aiohttp
 
     from amperity_async.testing import FakeTenant
@@ -183,26 +213,39 @@ async def _generate(root: Path, segment_rows: int, profile_rows: int) -> dict[st
                 "api-version": kind.api_version,
             }
 
-        async with http.get(tenant.base_url + "/indexes", headers=headers(PROFILE)) as response:
-            index_id = str(orjson.loads(await response.read())["data"][0]["id"])
-        chains = {}
-        for kind in KINDS:
-            writer = _ChainWriter(root / kind.folder)
-            await _copy_list(http, tenant.base_url + kind.path(index_id), headers(kind), writer)
-            chains[kind.name] = Chain(
+        async def copy(
+            kind: PageKind, index_id: str | None, list_id: str | None, rows: int | None = None
+        ) -> Chain:
+            writer = _ChainWriter(list_folder(root, kind, list_id))
+            await _copy_list(http, tenant.base_url + kind.path(index_id), headers(kind), writer, rows)
+            return Chain(
                 kind=kind.name,
+                list_id=list_id,
                 pages=writer.pages,
                 rows=writer.ids.count,
                 mean_page_bytes=writer.bytes / writer.pages,
                 ids_digest=writer.ids.value,
-                index_id=index_id if kind is PROFILE else None,
             )
-    return chains
+
+        async with http.get(tenant.base_url + "/indexes", headers=headers(PROFILE)) as response:
+            index_id = str(orjson.loads(await response.read())["data"][0]["id"])
+        return StaticLists(
+            segment=await copy(SEGMENT, None, None),
+            profile=await copy(PROFILE, index_id, index_id),
+            profile_heads={
+                rows: await copy(PROFILE, index_id, f"{index_id}-first-{rows}", rows) for rows in heads
+            },
+        )
 
 
-def generate_chains(root: Path, *, segment_rows: int, profile_rows: int) -> dict[str, Chain]:
-    """Write the segment and profile lists under ``root`` (rows: multiples of the page size)."""
-    for rows in (segment_rows, profile_rows):
+def generate_lists(
+    root: Path, *, segment_rows: int, profile_rows: int, heads: tuple[int, ...] = ()
+) -> StaticLists:
+    """Write the segment and profile lists under ``root``, and the profile list's first ``heads``
+    rows as lists of their own (rows: whole pages)."""
+    for rows in (segment_rows, profile_rows, *heads):
         if rows <= 0 or rows % PAGE_SIZE:
             raise ValueError(f"a static list holds whole pages of {PAGE_SIZE} items, not {rows} rows")
-    return asyncio.run(_generate(root, segment_rows, profile_rows))
+    if any(rows > profile_rows for rows in heads):
+        raise ValueError(f"the first {max(heads)} rows of a {profile_rows}-row list do not exist")
+    return asyncio.run(_generate(root, segment_rows, profile_rows, heads))

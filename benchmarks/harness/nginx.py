@@ -47,7 +47,7 @@ def render_config(*, port: int, pages: Path, scratch: Path) -> str:
     """nginx.conf for the static pages; every path nginx writes to is inside ``scratch``."""
     routes = "\n".join(
         f"        location ~ {kind.route} {{\n"
-        f"            try_files /{kind.folder}/$bench_page.json =404;\n"
+        f"            try_files /{kind.folder}{'/$bench_list' if kind.takes_index else ''}/$bench_page.json =404;\n"
         "        }"
         for kind in KINDS
     )
@@ -86,7 +86,7 @@ http {{
     # The cursor names the page file; no cursor is the first page, anything else no page.
     map $arg_next_token $bench_page {{
         "" {FIRST_PAGE};
-        "~^(p[0-9]{{6}})$" $1;
+        "~^(?P<bench_cursor>p[0-9]{{6}})$" $bench_cursor;
         default no-such-page;
     }}
 

@@ -61,7 +61,7 @@ def throughput_markdown(results: dict[str, Any]) -> list[str]:
     if reason is not None:
         return [f"**Client CPU per page against static pages (nginx)**: {reason}", ""]
     assert throughput is not None
-    chains = static["chains"]
+    lists = static["lists"]
     cells = _cells_by(throughput)
     lines = [
         (
@@ -74,7 +74,7 @@ def throughput_markdown(results: dict[str, Any]) -> list[str]:
     ]
     header = (
         "| client | tasks | "
-        + " | ".join(f"{kind.label} ({_kb(chains[kind.name])}) pages/s | CPU µs/page | x" for kind in KINDS)
+        + " | ".join(f"{kind.label} ({_kb(lists[kind.name])}) pages/s | CPU µs/page | x" for kind in KINDS)
         + " | peak RSS |"
     )
     lines += [header, "|---|---:|" + "---:|---:|---:|" * len(KINDS) + "---:|"]
@@ -136,7 +136,7 @@ def large_extraction_markdown(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {SINK_LABELS[sink]} | {run['rows_per_s']:,.0f} | {run['wall_seconds']:.1f} | "
             f"{run['cpu_us_per_page']:,.0f} | {run['peak_rss_mb']:.0f} MB | {steady} | {drift} | "
-            f"{'all ids, once each' if run['ids_match'] else 'NO'} |"
+            f"{'all ids, once each' if run['ids_checked'] else 'not checked'} |"
         )
     return lines + [""]
 
