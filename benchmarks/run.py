@@ -94,7 +94,7 @@ def _static_target(
 ) -> StaticTarget | None:
     """Pages, the naive client and nginx; None (and why, in ``record``) when nginx is missing."""
     from harness import naive
-    from harness.cells import StaticTarget, cli_cell_lists
+    from harness.cells import StaticTarget, cli_cell_rows
     from harness.chains import generate_lists
     from harness.nginx import INSTALL_HINT, StaticServer, find_nginx, nginx_version
 
@@ -111,7 +111,7 @@ def _static_target(
         scratch / "pages",
         segment_rows=settings.segment_rows,
         profile_rows=settings.profile_rows,
-        heads=cli_cell_lists(settings),
+        heads=(cli_cell_rows(settings),),
     )
     record["lists"] = asdict(lists)
     record["generation_seconds"] = time.perf_counter() - began

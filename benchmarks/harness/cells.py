@@ -22,25 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from .chains import KINDS, PROFILE, Chain, StaticLists
-from .cli import SINK_LABELS, SINKS, CliRun, marginal, run_extract
+from .cli import SINK_LABELS, SINKS, after_first_output, run_extract
 from .processes import BenchmarkError, LineReader, spawn_worker, stop_process, tail
 from .profiling import profile_workers
-from .settings import PAGE_SIZE, Settings
+from .settings import Settings
 from .variants import BASELINE, TIMED, VARIANT_LABELS, VARIANTS
 
 READY_TIMEOUT = 120.0
 ROUND_GRACE = 60.0
-# One-page CLI runs: start-up, imports and the token, subtracted from each CLI cell's full run.
-START_ONLY_ROWS = PAGE_SIZE
 
 
 def cli_cell_rows(settings: Settings) -> int:
+    """The rows of the profile list each CLI cell reads to its end (the first rows of the big one)."""
     return min(settings.cli_cell_rows, settings.profile_rows)
-
-
-def cli_cell_lists(settings: Settings) -> tuple[int, ...]:
-    """The profile lists the CLI cells read to their end: one of ``cli_cell_rows``, one of a page."""
-    return (cli_cell_rows(settings), START_ONLY_ROWS)
 
 
 class CellWorker:
@@ -183,46 +177,25 @@ def _library_jobs(
 
 
 class CliCell:
-    """The CLI extracting profiles to one sink: each round the whole of a list of ``rows`` rows and
-    of a one-page list, in either order; the round's figure is their difference (start-up, imports,
-    the token and the end of a list cancel out)."""
+    """The CLI extracting the whole of a profile list to one sink, once per round; the round's figure
+    is what came after its first output (start-up, imports, the token and the first page do not count)."""
 
     def __init__(
-        self, sink: str, rows: int, target: StaticTarget, cpus: frozenset[int] | None, scratch: Path
+        self, sink: str, chain: Chain, target: StaticTarget, cpus: frozenset[int] | None, scratch: Path
     ) -> None:
-        heads = target.lists.profile_heads
-        if rows <= START_ONLY_ROWS or rows not in heads or START_ONLY_ROWS not in heads:
-            raise BenchmarkError(f"a CLI cell needs profile lists of {rows} and {START_ONLY_ROWS} rows")
         self.cell = Cell(f"cli-{sink}", SINK_LABELS[sink], PROFILE.name, None)
-        self.full_list, self.one_page_list = heads[rows], heads[START_ONLY_ROWS]
-        self.sink, self.target, self.cpus, self.scratch = sink, target, cpus, scratch
-        self._full: CliRun | None = None
-        self._start_only: CliRun | None = None
+        self.sink, self.chain, self.target, self.cpus, self.scratch = sink, chain, target, cpus, scratch
 
-    def _run(self, chain: Chain) -> CliRun:
-        return run_extract(
+    def run(self) -> None:
+        run = run_extract(
             base_url=self.target.base_url,
             kind=PROFILE,
-            chain=chain,
+            chain=self.chain,
             sink=self.sink,
             scratch=self.scratch,
             cpus=self.cpus,
         )
-
-    def run_full(self) -> None:
-        self._full = self._run(self.full_list)
-        self._settle()
-
-    def run_start_only(self) -> None:
-        self._start_only = self._run(self.one_page_list)
-        self._settle()
-
-    def _settle(self) -> None:
-        if self._full is not None and self._start_only is not None:
-            self.cell.rounds.append(
-                marginal(self._full, self._start_only) | {"peak_rss_mb": self._full.usage.peak_rss_mb}
-            )
-            self._full = self._start_only = None
+        self.cell.rounds.append(after_first_output(run) | {"peak_rss_mb": run.usage.peak_rss_mb})
 
 
 def measure_cells(
@@ -251,11 +224,11 @@ def measure_cells(
         for worker in workers.values():
             worker.wait_ready()
         jobs = _library_jobs(workers, settings, target, cells)
-        rows = cli_cell_rows(settings)
+        chain = target.lists.profile_heads[cli_cell_rows(settings)]
         for sink in SINKS:
-            cli = CliCell(sink, rows, target, cpus, scratch / "cli")
+            cli = CliCell(sink, chain, target, cpus, scratch / "cli")
             cells[(cli.cell.variant, PROFILE.name, None)] = cli.cell
-            jobs += [cli.run_full, cli.run_start_only]
+            jobs.append(cli.run)
         order = random.Random(settings.rounds)
         for number in range(settings.rounds):
             on_progress(f"round {number + 1} of {settings.rounds}")

@@ -40,6 +40,8 @@ class CliRun:
     sink: str
     rows: int
     usage: ChildUsage
+    rows_at_first_output: int | None = None
+    """Rows already out when its first output was seen (None: not seen before it exited)."""
 
     @property
     def pages(self) -> int:
@@ -98,12 +100,14 @@ def run_extract(
                 usage = watch_child(proc, started, timeout=timeout, drain=proc.stdout, sink=copy)
             proc.stdout.close()
         else:
-            usage = watch_child(proc, started, timeout=timeout)
+            usage = watch_child(proc, started, timeout=timeout, output_file=output)
         if usage.returncode != 0:
             raise BenchmarkError(
                 f"`{' '.join(command)}` failed (exit {usage.returncode}):\n{tail(stderr_path)}"
             )
         found = output_ids(output)
+        first = usage.first_output
+        rows_at_first = None if first is None else _lines_in(output, first.output_bytes)
     finally:
         output.unlink(missing_ok=True)
     if found.count != chain.rows or found.value != chain.ids_digest:
@@ -111,7 +115,12 @@ def run_extract(
             f"`{' '.join(command)}` wrote {found.count} rows where the list has {chain.rows}"
             + ("" if found.count != chain.rows else ", but not the list's: some missing, some doubled")
         )
-    return CliRun(sink=sink, rows=found.count, usage=usage)
+    return CliRun(sink=sink, rows=found.count, usage=usage, rows_at_first_output=rows_at_first)
+
+
+def _lines_in(path: Path, size: int) -> int:
+    with path.open("rb") as output:
+        return output.read(size).count(b"\n")
 
 
 def output_ids(path: Path) -> IdDigest:
@@ -137,16 +146,21 @@ def rss_profile(samples: list[tuple[float, float]]) -> dict[str, float | None]:
     }
 
 
-def marginal(run: CliRun, start_only: CliRun) -> dict[str, float]:
-    """What the further pages cost: a run less a one-page run (start-up, imports, the token and the
-    end of a list are in both). On a busy machine a short run's difference is noise."""
-    pages = run.pages - start_only.pages
+def after_first_output(run: CliRun) -> dict[str, float]:
+    """The run from its first output to its exit: the pages written after the first ones, their
+    time and the CPU they took. Start-up, imports, the token and the first page come before."""
+    first, done = run.usage.first_output, run.rows_at_first_output
+    if first is None or done is None:
+        raise BenchmarkError(f"the {run.sink} extraction wrote nothing that was seen before it exited")
+    pages = (run.rows - done) / PAGE_SIZE
     if pages <= 0:
-        raise BenchmarkError(f"a CLI run of {run.pages} pages is no longer than its one-page run")
+        raise BenchmarkError(
+            f"the {run.sink} extraction's output came at once: nothing to time after its start"
+        )
     return {
         "pages": pages,
-        "seconds": run.usage.wall_seconds - start_only.usage.wall_seconds,
-        "cpu_seconds": run.usage.cpu_seconds - start_only.usage.cpu_seconds,
+        "seconds": run.usage.wall_seconds - first.seconds,
+        "cpu_seconds": run.usage.cpu_seconds - first.cpu_seconds,
     }
 
 
@@ -157,12 +171,15 @@ def large_extraction(
     runs = {}
     for sink in SINKS:
         run = run_extract(base_url=base_url, kind=kind, chain=chain, sink=sink, scratch=scratch, cpus=cpus)
+        steady = after_first_output(run)
         runs[sink] = (
             run.summary()
             | rss_profile(run.usage.rss_samples)
             | {
                 "rows_per_s": run.rows / run.usage.wall_seconds,
                 "cpu_us_per_page": 1e6 * run.usage.cpu_seconds / run.pages,
+                "rows_per_s_after_first_output": steady["pages"] * PAGE_SIZE / steady["seconds"],
+                "cpu_us_per_page_after_first_output": 1e6 * steady["cpu_seconds"] / steady["pages"],
                 "rss_samples": [(round(t, 2), round(mb, 1)) for t, mb in run.usage.rss_samples],
             }
         )

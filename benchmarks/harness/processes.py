@@ -151,6 +151,17 @@ def tail(path: Path, limit: int = 3000) -> str:
         return ""
 
 
+@dataclass(frozen=True)
+class FirstOutput:
+    """The moment a child's first output was seen: its time and CPU until then, and how much it was."""
+
+    seconds: float
+    """Since the child was started."""
+    cpu_seconds: float
+    """The child's CPU time then (clock ticks: 10 ms steps on Linux)."""
+    output_bytes: int
+
+
 @dataclass
 class ChildUsage:
     """What the kernel counted for one finished child: exit status, CPU time, peak memory."""
@@ -162,6 +173,11 @@ class ChildUsage:
     """Its own high-water mark (VmHWM), last read at most ``sample_every`` seconds before it exited."""
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
     """(seconds since start, MB) read every ``sample_every`` seconds while it ran."""
+    first_output: FirstOutput | None = None
+
+
+# How often a child's output file is looked at until its first bytes are there (start-up only).
+_FIRST_OUTPUT_POLL = 0.005
 
 
 def watch_child(
@@ -172,9 +188,11 @@ def watch_child(
     sample_every: float = 0.1,
     drain: IO[bytes] | None = None,
     sink: IO[bytes] | None = None,
+    output_file: Path | None = None,
 ) -> ChildUsage:
     """Wait for ``proc`` (reaping it with wait4 for its own CPU time and peak RSS), sampling its
-    memory meanwhile; ``drain``, its stdout pipe, is copied to ``sink`` as it comes.
+    memory meanwhile; ``drain``, its stdout pipe, is copied to ``sink`` as it comes. The first output,
+    on the pipe or in ``output_file``, is timed (what the child does after it is its steady work).
 
     The wait wakes the moment the child exits (a pidfd, where Linux has them), not at the next sample.
     """
@@ -188,19 +206,34 @@ def watch_child(
         selector.register(pipe, selectors.EVENT_READ)
     samples: list[tuple[float, float]] = []
     peak: float | None = None
+    first: FirstOutput | None = None
+    copied = 0
     deadline = started + timeout
     next_sample = time.perf_counter()
     try:
         while True:
-            for key, _ in selector.select(max(0.0, next_sample - time.perf_counter())):
-                if key.fd == pipe and not _copy_available(pipe, sink):
-                    selector.unregister(pipe)
-                    pipe = None
+            wake = (
+                next_sample
+                if first is not None or output_file is None
+                else time.perf_counter() + _FIRST_OUTPUT_POLL
+            )
+            for key, _ in selector.select(max(0.0, min(wake, next_sample) - time.perf_counter())):
+                if key.fd == pipe:
+                    more, still_open = _copy_available(pipe, sink)
+                    copied += more
+                    if not still_open:
+                        selector.unregister(pipe)
+                        pipe = None
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 wall = time.perf_counter() - started
                 break
             now = time.perf_counter()
+            if first is None:
+                written = copied if output_file is None else _size(output_file)
+                cpu = process_cpu_seconds(proc.pid) if written else None
+                if cpu is not None:
+                    first = FirstOutput(now - started, cpu, written)
             if now >= next_sample:
                 rss, high = process_rss_mb(proc.pid), process_peak_rss_mb(proc.pid)
                 if rss is not None:
@@ -216,7 +249,7 @@ def watch_child(
             if time.perf_counter() > deadline:
                 raise BenchmarkError(f"the output of `{_command(proc)}` did not end")
             selector.select(1.0)
-            if not _copy_available(pipe, sink):
+            if not _copy_available(pipe, sink)[1]:
                 pipe = None
     finally:
         selector.close()
@@ -230,7 +263,15 @@ def watch_child(
         # The high-water mark as last read before it exited; ru_maxrss only where there is no /proc.
         peak_rss_mb=peak if peak is not None else _maxrss_mb(usage.ru_maxrss),
         rss_samples=samples,
+        first_output=first,
     )
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _command(proc: subprocess.Popen[Any]) -> str:
@@ -246,15 +287,17 @@ def _exit_signal(pid: int) -> int | None:
         return None
 
 
-def _copy_available(pipe: int, sink: IO[bytes] | None) -> bool:
-    """Copy what the pipe holds now; False once it is closed."""
+def _copy_available(pipe: int, sink: IO[bytes] | None) -> tuple[int, bool]:
+    """Copy what the pipe holds now: how many bytes, and whether it is still open."""
+    copied = 0
     while True:
         try:
             chunk = os.read(pipe, 1 << 20)
         except BlockingIOError:
-            return True
+            return copied, True
         if not chunk:
-            return False
+            return copied, False
+        copied += len(chunk)
         if sink is not None:
             sink.write(chunk)
 
