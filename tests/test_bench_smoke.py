@@ -68,8 +68,8 @@ def test_smoke_run_measures_every_section(tmp_path: Path) -> None:
         assert "apt-get install nginx-light" in table
     else:
         lists = results["static"]["lists"]
-        assert (lists["segment"]["rows"], lists["profile"]["rows"]) == (2000, 3000)
-        assert {int(rows): head["rows"] for rows, head in lists["profile_heads"].items()} == {2000: 2000}
+        assert (lists["segment"]["rows"], lists["profile"]["rows"]) == (2000, 5000)
+        assert {int(rows): head["rows"] for rows, head in lists["profile_heads"].items()} == {5000: 5000}
         expected_variants = set(variants.VARIANTS) | {"cli-file", "cli-stdout"}
         assert {c["variant"] for c in throughput["cells"]} == expected_variants
         for cell in throughput["cells"]:
@@ -84,9 +84,9 @@ def test_smoke_run_measures_every_section(tmp_path: Path) -> None:
         large = results["large_extraction"]
         for sink in cli.SINKS:
             run = large["runs"][sink]
-            assert run["rows"] == 3000 and run["ids_checked"] is True
+            assert run["rows"] == 5000 and run["ids_checked"] is True
             assert run["rows_per_s"] > 0 and run["cpu_us_per_page"] > 0 and run["peak_rss_mb"] > 5
-            assert run["rows_per_s_after_first_output"] > 0
+            assert run["steady_rows_per_s"] > 0 and run["steady_cpu_us_per_page"] > 0
         assert "Large CLI extraction" in table and "all ids, once each" in table
 
     assert results["workers_scaling"]["status"] == "not measured yet"
@@ -377,21 +377,32 @@ def test_ratios_are_to_the_raw_aiohttp_json_baseline_of_the_same_page() -> None:
     assert [s["cpu_vs_baseline"] for s in summaries] == [1.0, 1.0, 1.0, 1.5, 1.0, 2.0]
 
 
-def _run_result(
-    rows: int, wall: float, cpu: float, first: processes.FirstOutput | None, done: int | None
-) -> cli.CliRun:
-    usage = processes.ChildUsage(0, wall, cpu, 40.0, first_output=first)
-    return cli.CliRun("file", rows, usage, rows_at_first_output=done)
-
-
-def test_a_cli_cell_is_what_came_after_the_first_output() -> None:
-    first = processes.FirstOutput(seconds=0.5, cpu_seconds=0.4, output_bytes=1234)
-    figures = cli.after_first_output(_run_result(5000, 2.5, 1.4, first, done=100))
-    assert figures == {"pages": 49, "seconds": pytest.approx(2.0), "cpu_seconds": pytest.approx(1.0)}
-    with pytest.raises(processes.BenchmarkError, match="wrote nothing that was seen"):
-        cli.after_first_output(_run_result(5000, 2.5, 1.4, None, None))
-    with pytest.raises(processes.BenchmarkError, match="came at once"):
-        cli.after_first_output(_run_result(5000, 2.5, 1.4, first, done=5000))
+def test_a_cli_cell_is_the_work_between_its_first_and_last_output_marks(tmp_path: Path) -> None:
+    output = tmp_path / "rows.jsonl"
+    output.write_bytes(b"{}\n" * 5000)
+    usage = processes.ChildUsage(
+        0,
+        3.0,
+        2.0,
+        40.0,
+        output_marks=[
+            processes.OutputMark(seconds=0.5, cpu_seconds=0.4, output_bytes=3 * 100),  # the first page
+            processes.OutputMark(seconds=1.5, cpu_seconds=0.9, output_bytes=3 * 2500),
+            processes.OutputMark(seconds=2.5, cpu_seconds=1.4, output_bytes=3 * 4900),
+        ],
+    )
+    work = cli.steady_work(usage, output)
+    assert work == {
+        "pages": 48,
+        "seconds": pytest.approx(2.0),
+        "cpu_seconds": pytest.approx(1.0),
+        "rows_before": 100,
+    }
+    assert cli.steady(cli.CliRun("file", 5000, usage, steady=work)) == work
+    once = processes.ChildUsage(0, 3.0, 2.0, 40.0, output_marks=usage.output_marks[:1])
+    assert cli.steady_work(once, output) is None
+    with pytest.raises(processes.BenchmarkError, match="over before its output could be timed twice"):
+        cli.steady(cli.CliRun("file", 5000, once, steady=None))
 
 
 def test_memory_is_steady_when_it_stops_growing() -> None:
@@ -423,19 +434,26 @@ def test_a_child_is_reaped_with_its_own_cpu_and_memory_and_its_whole_output(tmp_
     assert sink.read_bytes() == b"row\n" * 200000
     assert 0.15 < usage.cpu_seconds < 5 and usage.wall_seconds >= 0.15
     assert 3 < usage.peak_rss_mb < 100
-    assert usage.first_output is not None and 0.1 < usage.first_output.cpu_seconds <= usage.cpu_seconds
-    assert 0 < usage.first_output.output_bytes <= len(b"row\n" * 200000)
+    first = usage.output_marks[0]
+    assert 0.1 < first.cpu_seconds <= usage.cpu_seconds and 0 < first.output_bytes <= len(b"row\n" * 200000)
     del ballast
 
 
-def test_the_first_output_to_a_file_is_timed(tmp_path: Path) -> None:
+def test_output_to_a_file_is_marked_as_it_grows(tmp_path: Path) -> None:
     output = tmp_path / "rows"
-    code = f"import time\ntime.sleep(0.3)\nopen({str(output)!r}, 'w').write('row\\n')\ntime.sleep(0.3)\n"
+    code = (
+        "import time\n"
+        f"out = open({str(output)!r}, 'w')\n"
+        "time.sleep(0.3)\n"
+        "for _ in range(3):\n"
+        "    out.write('row\\n'); out.flush(); time.sleep(0.3)\n"
+    )
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code])
     usage = processes.watch_child(proc, started, timeout=30, output_file=output)
-    assert usage.first_output is not None and usage.first_output.output_bytes == 4
-    assert 0.3 <= usage.first_output.seconds < usage.wall_seconds - 0.2
+    sizes = [mark.output_bytes for mark in usage.output_marks]
+    assert sizes == [4, 8, 12]  # marked when it first appeared, then each time it had grown
+    assert 0.3 <= usage.output_marks[0].seconds < usage.output_marks[-1].seconds < usage.wall_seconds
 
 
 def test_a_child_that_hangs_is_killed_and_named() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .chains import KINDS, PROFILE, Chain, StaticLists
-from .cli import SINK_LABELS, SINKS, after_first_output, run_extract
+from .cli import SINK_LABELS, SINKS, run_extract, steady
 from .processes import BenchmarkError, LineReader, spawn_worker, stop_process, tail
 from .profiling import profile_workers
 from .settings import Settings
@@ -30,6 +30,10 @@ from .variants import BASELINE, TIMED, VARIANT_LABELS, VARIANTS
 
 READY_TIMEOUT = 120.0
 ROUND_GRACE = 60.0
+
+
+# A CLI cell is a short run: its output is read often enough to be marked many times.
+CLI_CELL_SAMPLES = 0.02
 
 
 def cli_cell_rows(settings: Settings) -> int:
@@ -178,7 +182,8 @@ def _library_jobs(
 
 class CliCell:
     """The CLI extracting the whole of a profile list to one sink, once per round; the round's figure
-    is what came after its first output (start-up, imports, the token and the first page do not count)."""
+    is its steady work between its first and last output marks (start-up, imports, the token, the
+    first page and closing down do not count)."""
 
     def __init__(
         self, sink: str, chain: Chain, target: StaticTarget, cpus: frozenset[int] | None, scratch: Path
@@ -194,8 +199,9 @@ class CliCell:
             sink=self.sink,
             scratch=self.scratch,
             cpus=self.cpus,
+            sample_every=CLI_CELL_SAMPLES,
         )
-        self.cell.rounds.append(after_first_output(run) | {"peak_rss_mb": run.usage.peak_rss_mb})
+        self.cell.rounds.append(steady(run) | {"peak_rss_mb": run.usage.peak_rss_mb})
 
 
 def measure_cells(

@@ -40,8 +40,9 @@ class CliRun:
     sink: str
     rows: int
     usage: ChildUsage
-    rows_at_first_output: int | None = None
-    """Rows already out when its first output was seen (None: not seen before it exited)."""
+    steady: dict[str, float] | None = None
+    """Its work between its first and last output marks (None: fewer than two): pages, seconds, CPU
+    seconds. Start-up, imports, the token and the first page come before; closing down after."""
 
     @property
     def pages(self) -> int:
@@ -67,6 +68,7 @@ def run_extract(
     sink: str,
     scratch: Path,
     cpus: frozenset[int] | None,
+    sample_every: float = 0.1,
     timeout: float = 1800,
 ) -> CliRun:
     """Extract the whole list ``chain`` to ``sink``; BenchmarkError unless the output holds each of
@@ -97,17 +99,18 @@ def run_extract(
         if sink == "stdout":
             assert proc.stdout is not None
             with output.open("wb") as copy:
-                usage = watch_child(proc, started, timeout=timeout, drain=proc.stdout, sink=copy)
+                usage = watch_child(
+                    proc, started, timeout=timeout, sample_every=sample_every, drain=proc.stdout, sink=copy
+                )
             proc.stdout.close()
         else:
-            usage = watch_child(proc, started, timeout=timeout, output_file=output)
+            usage = watch_child(proc, started, timeout=timeout, sample_every=sample_every, output_file=output)
         if usage.returncode != 0:
             raise BenchmarkError(
                 f"`{' '.join(command)}` failed (exit {usage.returncode}):\n{tail(stderr_path)}"
             )
         found = output_ids(output)
-        first = usage.first_output
-        rows_at_first = None if first is None else _lines_in(output, first.output_bytes)
+        steady = steady_work(usage, output)
     finally:
         output.unlink(missing_ok=True)
     if found.count != chain.rows or found.value != chain.ids_digest:
@@ -115,12 +118,24 @@ def run_extract(
             f"`{' '.join(command)}` wrote {found.count} rows where the list has {chain.rows}"
             + ("" if found.count != chain.rows else ", but not the list's: some missing, some doubled")
         )
-    return CliRun(sink=sink, rows=found.count, usage=usage, rows_at_first_output=rows_at_first)
+    return CliRun(sink=sink, rows=found.count, usage=usage, steady=steady)
 
 
-def _lines_in(path: Path, size: int) -> int:
-    with path.open("rb") as output:
-        return output.read(size).count(b"\n")
+def steady_work(usage: ChildUsage, output: Path) -> dict[str, float] | None:
+    """Pages, seconds and CPU seconds between the first and the last mark of the output: rows and
+    CPU read at the same moments, so their ratio holds however the moments fall."""
+    if len(usage.output_marks) < 2:
+        return None
+    first, last = usage.output_marks[0], usage.output_marks[-1]
+    with output.open("rb") as rows:
+        done = rows.read(first.output_bytes).count(b"\n")
+        more = rows.read(last.output_bytes - first.output_bytes).count(b"\n")
+    return {
+        "pages": more / PAGE_SIZE,
+        "seconds": last.seconds - first.seconds,
+        "cpu_seconds": last.cpu_seconds - first.cpu_seconds,
+        "rows_before": done,
+    }
 
 
 def output_ids(path: Path) -> IdDigest:
@@ -146,22 +161,13 @@ def rss_profile(samples: list[tuple[float, float]]) -> dict[str, float | None]:
     }
 
 
-def after_first_output(run: CliRun) -> dict[str, float]:
-    """The run from its first output to its exit: the pages written after the first ones, their
-    time and the CPU they took. Start-up, imports, the token and the first page come before."""
-    first, done = run.usage.first_output, run.rows_at_first_output
-    if first is None or done is None:
-        raise BenchmarkError(f"the {run.sink} extraction wrote nothing that was seen before it exited")
-    pages = (run.rows - done) / PAGE_SIZE
-    if pages <= 0:
+def steady(run: CliRun) -> dict[str, float]:
+    """A run's steady work (see ``CliRun.steady``); BenchmarkError when it was too short to have any."""
+    if run.steady is None or run.steady["pages"] <= 0 or run.steady["seconds"] <= 0:
         raise BenchmarkError(
-            f"the {run.sink} extraction's output came at once: nothing to time after its start"
+            f"the {run.sink} extraction of {run.rows} rows was over before its output could be timed twice"
         )
-    return {
-        "pages": pages,
-        "seconds": run.usage.wall_seconds - first.seconds,
-        "cpu_seconds": run.usage.cpu_seconds - first.cpu_seconds,
-    }
+    return run.steady
 
 
 def large_extraction(
@@ -171,15 +177,15 @@ def large_extraction(
     runs = {}
     for sink in SINKS:
         run = run_extract(base_url=base_url, kind=kind, chain=chain, sink=sink, scratch=scratch, cpus=cpus)
-        steady = after_first_output(run)
+        work = steady(run)
         runs[sink] = (
             run.summary()
             | rss_profile(run.usage.rss_samples)
             | {
                 "rows_per_s": run.rows / run.usage.wall_seconds,
                 "cpu_us_per_page": 1e6 * run.usage.cpu_seconds / run.pages,
-                "rows_per_s_after_first_output": steady["pages"] * PAGE_SIZE / steady["seconds"],
-                "cpu_us_per_page_after_first_output": 1e6 * steady["cpu_seconds"] / steady["pages"],
+                "steady_rows_per_s": work["pages"] * PAGE_SIZE / work["seconds"],
+                "steady_cpu_us_per_page": 1e6 * work["cpu_seconds"] / work["pages"],
                 "rss_samples": [(round(t, 2), round(mb, 1)) for t, mb in run.usage.rss_samples],
             }
         )

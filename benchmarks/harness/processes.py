@@ -152,8 +152,8 @@ def tail(path: Path, limit: int = 3000) -> str:
 
 
 @dataclass(frozen=True)
-class FirstOutput:
-    """The moment a child's first output was seen: its time and CPU until then, and how much it was."""
+class OutputMark:
+    """A moment at which a child's output had grown: its time, its CPU time, and its output's size."""
 
     seconds: float
     """Since the child was started."""
@@ -173,7 +173,8 @@ class ChildUsage:
     """Its own high-water mark (VmHWM), last read at most ``sample_every`` seconds before it exited."""
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
     """(seconds since start, MB) read every ``sample_every`` seconds while it ran."""
-    first_output: FirstOutput | None = None
+    output_marks: list[OutputMark] = field(default_factory=list)
+    """The first moment its output was seen, then every sample at which it had grown."""
 
 
 # How often a child's output file is looked at until its first bytes are there (start-up only).
@@ -191,8 +192,9 @@ def watch_child(
     output_file: Path | None = None,
 ) -> ChildUsage:
     """Wait for ``proc`` (reaping it with wait4 for its own CPU time and peak RSS), sampling its
-    memory meanwhile; ``drain``, its stdout pipe, is copied to ``sink`` as it comes. The first output,
-    on the pipe or in ``output_file``, is timed (what the child does after it is its steady work).
+    memory meanwhile; ``drain``, its stdout pipe, is copied to ``sink`` as it comes. Its output, on
+    the pipe or in ``output_file``, is marked with the time and the child's CPU time when it is first
+    seen and whenever it has grown at a sample, so that the work between two marks can be timed.
 
     The wait wakes the moment the child exits (a pidfd, where Linux has them), not at the next sample.
     """
@@ -206,17 +208,13 @@ def watch_child(
         selector.register(pipe, selectors.EVENT_READ)
     samples: list[tuple[float, float]] = []
     peak: float | None = None
-    first: FirstOutput | None = None
+    marks: list[OutputMark] = []
     copied = 0
     deadline = started + timeout
     next_sample = time.perf_counter()
     try:
         while True:
-            wake = (
-                next_sample
-                if first is not None or output_file is None
-                else time.perf_counter() + _FIRST_OUTPUT_POLL
-            )
+            wake = next_sample if marks or output_file is None else time.perf_counter() + _FIRST_OUTPUT_POLL
             for key, _ in selector.select(max(0.0, min(wake, next_sample) - time.perf_counter())):
                 if key.fd == pipe:
                     more, still_open = _copy_available(pipe, sink)
@@ -229,11 +227,15 @@ def watch_child(
                 wall = time.perf_counter() - started
                 break
             now = time.perf_counter()
-            if first is None:
+            if not marks or now >= next_sample:
                 written = copied if output_file is None else _size(output_file)
-                cpu = process_cpu_seconds(proc.pid) if written else None
+                cpu = (
+                    process_cpu_seconds(proc.pid)
+                    if written > (marks[-1].output_bytes if marks else 0)
+                    else None
+                )
                 if cpu is not None:
-                    first = FirstOutput(now - started, cpu, written)
+                    marks.append(OutputMark(now - started, cpu, written))
             if now >= next_sample:
                 rss, high = process_rss_mb(proc.pid), process_peak_rss_mb(proc.pid)
                 if rss is not None:
@@ -263,7 +265,7 @@ def watch_child(
         # The high-water mark as last read before it exited; ru_maxrss only where there is no /proc.
         peak_rss_mb=peak if peak is not None else _maxrss_mb(usage.ru_maxrss),
         rss_samples=samples,
-        first_output=first,
+        output_marks=marks,
     )
 
 

@@ -102,8 +102,9 @@ def throughput_markdown(results: dict[str, Any]) -> list[str]:
         "",
         (
             f"CLI cells: `amperity-async extract list_profiles --limit {PAGE_SIZE}` of a "
-            f"{throughput['cli_rows_per_round']:,}-row list to its end, timed from its first output to its exit "
-            "(start-up, imports, the token and the first page left out; its CPU then read in 10 ms ticks). "
+            f"{throughput['cli_rows_per_round']:,}-row list to its end; rows, time and its CPU (10 ms ticks) "
+            "read together at its first output and every 0.1 s as the output grows: the cell is the work "
+            "between the first and the last reading (start-up, the token, the first page and exit left out). "
             "The Segment list is the control-plane API's, which the CLI limits to 10 requests/s: no CLI cell. "
             "The CLI's Profile API bucket allows 2,000 pages/s."
             + (f" nginx used at most {max(server):.0%} of its core in any cell." if server else "")
@@ -123,12 +124,13 @@ def large_extraction_markdown(results: dict[str, Any]) -> list[str]:
         (
             f"**Large CLI extraction**: `amperity-async extract list_profiles --limit {PAGE_SIZE}` of "
             f"{large['rows']:,} profiles ({large['pages']:,} pages) from nginx, one process: rows/s from process "
-            "start to exit, and after its first output; memory read every 0.1 s (steady: median of the second "
+            "start to exit, and steady (between the first and last output readings); memory read every 0.1 s "
+            "(steady: median of the second "
             "half; drift: last quarter less second quarter); every id of the output checked against the list"
         ),
         "",
         (
-            "| output | seconds | rows/s | rows/s after first output | CPU µs/page after first output "
+            "| output | seconds | rows/s | steady rows/s | steady CPU µs/page "
             "| peak RSS | steady RSS | RSS drift | output |"
         ),
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
@@ -139,7 +141,7 @@ def large_extraction_markdown(results: dict[str, Any]) -> list[str]:
         drift = "-" if run["drift_mb"] is None else f"{run['drift_mb']:+.1f} MB"
         lines.append(
             f"| {SINK_LABELS[sink]} | {run['wall_seconds']:.1f} | {run['rows_per_s']:,.0f} | "
-            f"{run['rows_per_s_after_first_output']:,.0f} | {run['cpu_us_per_page_after_first_output']:,.0f} | "
+            f"{run['steady_rows_per_s']:,.0f} | {run['steady_cpu_us_per_page']:,.0f} | "
             f"{run['peak_rss_mb']:.0f} MB | {steady} | {drift} | "
             f"{'all ids, once each' if run['ids_checked'] else 'not checked'} |"
         )
