@@ -25,7 +25,7 @@ from .chains import KINDS, PROFILE, Chain, StaticLists
 from .cli import SINK_LABELS, SINKS, run_extract, steady
 from .processes import BenchmarkError, LineReader, spawn_worker, stop_process, tail
 from .profiling import profile_workers
-from .settings import Settings
+from .settings import SEED, Settings
 from .variants import BASELINE, TIMED, VARIANT_LABELS, VARIANTS
 
 READY_TIMEOUT = 120.0
@@ -235,7 +235,7 @@ def measure_cells(
             cli = CliCell(sink, chain, target, cpus, scratch / "cli")
             cells[(cli.cell.variant, PROFILE.name, None)] = cli.cell
             jobs.append(cli.run)
-        order = random.Random(settings.rounds)
+        order = random.Random(SEED)  # the same orders run to run
         for number in range(settings.rounds):
             on_progress(f"round {number + 1} of {settings.rounds}")
             order.shuffle(jobs)
