@@ -66,10 +66,9 @@ demo-distributed: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(BIN)/mypy
 
-## bench: client CPU per page and CLI extraction against nginx serving static pages (skipped, saying how
-## to install it, without nginx), then rate fidelity, token refresh and extraction under faults against
-## the fake tenant (results in benchmarks/results/latest.md and .json, the shared Redis budget's in
-## redis.json; BENCH_FLAGS=--quick for a shorter run)
+## bench: throughput, rate fidelity, token refresh and extraction under faults against the fake tenant
+## (results in benchmarks/results/latest.md and .json, the shared Redis budget's in redis.json;
+## BENCH_FLAGS=--quick for a shorter run)
 bench: $(VENV)/.installed
 	$(PY) benchmarks/run.py --profile $(BENCH_FLAGS)
 	$(PY) benchmarks/redis_budget.py $(BENCH_FLAGS)

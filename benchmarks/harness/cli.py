@@ -177,15 +177,16 @@ def large_extraction(
     runs = {}
     for sink in SINKS:
         run = run_extract(base_url=base_url, kind=kind, chain=chain, sink=sink, scratch=scratch, cpus=cpus)
-        work = steady(run)
+        # A short list may be over before its output is read twice: then it has no steady figures.
+        work = run.steady if run.steady and run.steady["pages"] > 0 and run.steady["seconds"] > 0 else None
         runs[sink] = (
             run.summary()
             | rss_profile(run.usage.rss_samples)
             | {
                 "rows_per_s": run.rows / run.usage.wall_seconds,
                 "cpu_us_per_page": 1e6 * run.usage.cpu_seconds / run.pages,
-                "steady_rows_per_s": work["pages"] * PAGE_SIZE / work["seconds"],
-                "steady_cpu_us_per_page": 1e6 * work["cpu_seconds"] / work["pages"],
+                "steady_rows_per_s": None if work is None else work["pages"] * PAGE_SIZE / work["seconds"],
+                "steady_cpu_us_per_page": None if work is None else 1e6 * work["cpu_seconds"] / work["pages"],
                 "rss_samples": [(round(t, 2), round(mb, 1)) for t, mb in run.usage.rss_samples],
             }
         )

@@ -44,9 +44,12 @@ def _cpu(cell: dict[str, Any]) -> str:
     return f"{cell['cpu_us_per_page']:,.0f}{spread}"
 
 
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def _rate(cell: dict[str, Any]) -> str:
-    rate = cell["pages_per_s"]
-    return "-" if rate is None else f"{rate:,.0f}"
+    return _number(cell["pages_per_s"])
 
 
 def _ratio(cell: dict[str, Any]) -> str:
@@ -141,7 +144,7 @@ def large_extraction_markdown(results: dict[str, Any]) -> list[str]:
         drift = "-" if run["drift_mb"] is None else f"{run['drift_mb']:+.1f} MB"
         lines.append(
             f"| {SINK_LABELS[sink]} | {run['wall_seconds']:.1f} | {run['rows_per_s']:,.0f} | "
-            f"{run['steady_rows_per_s']:,.0f} | {run['steady_cpu_us_per_page']:,.0f} | "
+            f"{_number(run['steady_rows_per_s'])} | {_number(run['steady_cpu_us_per_page'])} | "
             f"{run['peak_rss_mb']:.0f} MB | {steady} | {drift} | "
             f"{'all ids, once each' if run['ids_checked'] else 'not checked'} |"
         )
