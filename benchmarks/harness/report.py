@@ -106,7 +106,7 @@ def throughput_markdown(results: dict[str, Any]) -> list[str]:
         (
             f"CLI cells: `amperity-async extract list_profiles --limit {PAGE_SIZE}` of a "
             f"{throughput['cli_rows_per_round']:,}-row list to its end; rows, time and its CPU (10 ms ticks) "
-            "read together at its first output and every 0.1 s as the output grows: the cell is the work "
+            "read together at its first output and every 5 ms as the output grows: the cell is the work "
             "between the first and the last reading (start-up, the token, the first page and exit left out). "
             "The Segment list is the control-plane API's, which the CLI limits to 10 requests/s: no CLI cell. "
             "The CLI's Profile API bucket allows 2,000 pages/s."
