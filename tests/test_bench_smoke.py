@@ -9,6 +9,7 @@ child that fails, hangs or answers the wrong thing is named instead of being mea
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -103,6 +104,8 @@ def test_smoke_run_measures_every_section(tmp_path: Path) -> None:
     assert extraction["comparison"]["files"] > 0 and extraction["comparison"]["lines"] > 0
     assert extraction["identical"] is True  # faults must never change what is extracted
     assert extraction["server_faults"]["revocations"] == 1
+    for row in ("| rate fidelity: 50 tasks", "| token refresh: 200 tasks", "| `extract-all`, fault-free"):
+        assert row in table
 
     loads = results["machine"]["load_by_section"]
     assert set(loads) == {
@@ -318,36 +321,16 @@ def test_the_cli_reads_a_whole_list_and_its_rows_are_checked(
     pages: Pages, static_server: nginx.StaticServer, tmp_path: Path
 ) -> None:
     head = pages[1].profile_heads[200]
-    run = cli.run_extract(
-        base_url=static_server.base_url,
-        kind=chains.PROFILE,
-        chain=head,
-        sink="stdout",
-        scratch=tmp_path,
-        cpus=None,
+    extract = functools.partial(
+        cli.run_extract, base_url=static_server.base_url, kind=chains.PROFILE, scratch=tmp_path, cpus=None
     )
+    run = extract(chain=head, sink="stdout")
     assert (run.rows, run.pages) == (200, 2) and run.usage.cpu_seconds > 0
     # A list that says it holds other rows than it serves: the run is refused, not measured.
-    wrong = dataclasses.replace(head, ids_digest=head.ids_digest ^ 1)
     with pytest.raises(processes.BenchmarkError, match="but not the list's"):
-        cli.run_extract(
-            base_url=static_server.base_url,
-            kind=chains.PROFILE,
-            chain=wrong,
-            sink="file",
-            scratch=tmp_path,
-            cpus=None,
-        )
-    short = dataclasses.replace(head, rows=300)
+        extract(chain=dataclasses.replace(head, ids_digest=head.ids_digest ^ 1), sink="file")
     with pytest.raises(processes.BenchmarkError, match="wrote 200 rows where the list has 300"):
-        cli.run_extract(
-            base_url=static_server.base_url,
-            kind=chains.PROFILE,
-            chain=short,
-            sink="file",
-            scratch=tmp_path,
-            cpus=None,
-        )
+        extract(chain=dataclasses.replace(head, rows=300), sink="file")
 
 
 # the figures

@@ -209,57 +209,65 @@ def _refusals(rate: dict[str, Any]) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def _rate_rows(rate: dict[str, Any]) -> list[str]:
+    margin = rate["with_margin"]
+    return [
+        (
+            f"| rate fidelity: {rate['tasks']} tasks, the client's default 10/s bucket vs the tenant's 10/s "
+            f"limit, {rate['seconds']:.0f} s | {rate['achieved_rate']:.2f}/s = **{rate['fidelity']:.3f}** of "
+            f"the limit; {rate['server_429s']} x 429{_refusals(rate)} |"
+        ),
+        (
+            f"| the same with `rate_limit=TokenBucket({margin['budget']:g})` (a 1% margin, for comparison) | "
+            f"{margin['achieved_rate']:.2f}/s = {margin['fidelity']:.3f} of the limit; "
+            f"{margin['server_429s']} x 429{_refusals(margin)} |"
+        ),
+    ]
+
+
+def _token_rows(tok: dict[str, Any]) -> list[str]:
+    per = tok["token_requests_per_renewal"]
+    return [
+        (
+            f"| token refresh: {tok['tasks']} tasks, {tok['token_lifetime']:g} s tokens (leeway "
+            f"{tok['token_leeway']:g} s), {tok['seconds']:.0f} s | {tok['renewals']} renewals, "
+            f"{tok['server_token_requests']} token requests (initial one included): "
+            f"**{'-' if per is None else f'{per:.2f}'}** per renewal, largest burst {tok['largest_burst']}; "
+            f"{tok['server_401s']} x 401; {tok['pages_per_s']:,.0f} pages/s |"
+        )
+    ]
+
+
+def _faults_rows(ex: dict[str, Any]) -> list[str]:
+    cmp_, sf = ex["comparison"], ex["server_faults"]
+    return [
+        (
+            f"| `extract-all`, fault-free vs 10% 5xx + 2% drops + 1 token revocation | "
+            f"{cmp_['files']} files, {cmp_['lines']:,} lines: **{'identical' if ex['identical'] else 'DIFFERENT'}** "
+            f"({cmp_['byte_identical_files']} byte for byte); {ex['clean']['seconds']:.1f} s vs "
+            f"{ex['faulty']['seconds']:.1f} s = **{ex['wall_time_ratio']:.2f}x** ({sf['injected_errors']} x 5xx, "
+            f"{sf['dropped']} drops, {sf['revocations']} revocation, {sf['unauthorized']} x 401) |"
+        )
+    ]
+
+
+TENANT_ROWS = (
+    ("rate_fidelity", "rate fidelity", _rate_rows),
+    ("token_refresh", "token refresh", _token_rows),
+    ("extraction", "extract-all under faults", _faults_rows),
+)
+
+
 def tenant_markdown(results: dict[str, Any]) -> list[str]:
-    lines = ["**Against the fake tenant**", "", "| benchmark | result |", "|---|---|"]
-    rate = results.get("rate_fidelity")
-    if rate is not None:
-        reason = _failed(rate)
-        if reason is not None:
-            lines.append(f"| rate fidelity | {reason} |")
-        else:
-            lines.append(
-                f"| rate fidelity: {rate['tasks']} tasks, the client's default 10/s bucket vs the tenant's 10/s "
-                f"limit, {rate['seconds']:.0f} s | {rate['achieved_rate']:.2f}/s = **{rate['fidelity']:.3f}** of "
-                f"the limit; {rate['server_429s']} x 429{_refusals(rate)} |"
-            )
-            margin = rate["with_margin"]
-            lines.append(
-                f"| the same with `rate_limit=TokenBucket({margin['budget']:g})` (a 1% margin, for comparison) | "
-                f"{margin['achieved_rate']:.2f}/s = {margin['fidelity']:.3f} of the limit; "
-                f"{margin['server_429s']} x 429{_refusals(margin)} |"
-            )
-    tok = results.get("token_refresh")
-    if tok is not None:
-        reason = _failed(tok)
-        if reason is not None:
-            lines.append(f"| token refresh | {reason} |")
-        else:
-            per = (
-                "-"
-                if tok["token_requests_per_renewal"] is None
-                else f"{tok['token_requests_per_renewal']:.2f}"
-            )
-            lines.append(
-                f"| token refresh: {tok['tasks']} tasks, {tok['token_lifetime']:g} s tokens (leeway "
-                f"{tok['token_leeway']:g} s), {tok['seconds']:.0f} s | {tok['renewals']} renewals, "
-                f"{tok['server_token_requests']} token requests (initial one included): **{per}** per renewal, "
-                f"largest burst {tok['largest_burst']}; {tok['server_401s']} x 401; {tok['pages_per_s']:,.0f} pages/s |"
-            )
-    ex = results.get("extraction")
-    if ex is not None:
-        reason = _failed(ex)
-        if reason is not None:
-            lines.append(f"| extract-all under faults | {reason} |")
-        else:
-            cmp_, sf = ex["comparison"], ex["server_faults"]
-            lines.append(
-                f"| `extract-all`, fault-free vs 10% 5xx + 2% drops + 1 token revocation | "
-                f"{cmp_['files']} files, {cmp_['lines']:,} lines: **{'identical' if ex['identical'] else 'DIFFERENT'}** "
-                f"({cmp_['byte_identical_files']} byte for byte); {ex['clean']['seconds']:.1f} s vs "
-                f"{ex['faulty']['seconds']:.1f} s = **{ex['wall_time_ratio']:.2f}x** ({sf['injected_errors']} x 5xx, "
-                f"{sf['dropped']} drops, {sf['revocations']} revocation, {sf['unauthorized']} x 401) |"
-            )
-    return lines + [""] if len(lines) > 4 else []
+    rows = []
+    for key, name, format_rows in TENANT_ROWS:
+        section = results.get(key)
+        if section is not None:
+            reason = _failed(section)
+            rows += [f"| {name} | {reason} |"] if reason is not None else format_rows(section)
+    if not rows:
+        return []
+    return ["**Against the fake tenant**", "", "| benchmark | result |", "|---|---|", *rows, ""]
 
 
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:

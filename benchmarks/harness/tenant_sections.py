@@ -190,25 +190,33 @@ async def rate_worker(spec: dict[str, Any]) -> dict[str, Any]:
         }
 
 
-def _rate_run(settings: Settings, cpus: CpuPlan, scratch: Path, budget: float | None) -> dict[str, Any]:
-    flags = ["--rows", "1000", "--rate-limits", "--control-plane-rate", str(CONTROL_PLANE_LIMIT)]
+def _against_tenant(
+    flags: Sequence[str], worker: str, spec: dict[str, Any], cpus: CpuPlan, scratch: Path
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """A one-shot worker against a fresh fake tenant; its result, and what the tenant counted meanwhile."""
     with TenantProcess(flags, cpus.server, scratch) as tenant:
         before = tenant.stats()
-        spec = {
-            "base_url": tenant.base_url,
-            "tasks": settings.rate_tasks,
-            "seconds": settings.rate_seconds,
-            "limit": CONTROL_PLANE_LIMIT,
-            "budget": budget,
-        }
-        result = run_one_shot("rate", spec, cpus.client, scratch)
+        result = run_one_shot(worker, spec | {"base_url": tenant.base_url}, cpus.client, scratch)
         after = tenant.stats()
+    counted = {k: v - before[k] for k, v in after.items() if isinstance(v, int) and k in before}
+    return result, counted
+
+
+def _rate_run(settings: Settings, cpus: CpuPlan, scratch: Path, budget: float | None) -> dict[str, Any]:
+    flags = ["--rows", "1000", "--rate-limits", "--control-plane-rate", str(CONTROL_PLANE_LIMIT)]
+    spec = {
+        "tasks": settings.rate_tasks,
+        "seconds": settings.rate_seconds,
+        "limit": CONTROL_PLANE_LIMIT,
+        "budget": budget,
+    }
+    result, counted = _against_tenant(flags, "rate", spec, cpus, scratch)
     return result | {
         "budget": budget,
         "limit": float(CONTROL_PLANE_LIMIT),
         "fidelity": result["achieved_rate"] / CONTROL_PLANE_LIMIT,
-        "server_429s": after["rate_limited"] - before["rate_limited"],
-        "server_requests": after["requests"] - before["requests"],
+        "server_429s": counted["rate_limited"],
+        "server_requests": counted["requests"],
     }
 
 
@@ -280,25 +288,21 @@ async def token_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 def token_refresh(settings: Settings, cpus: CpuPlan, scratch: Path) -> dict[str, Any]:
     flags = ["--rows", "2000", "--no-rate-limits", "--token-lifetime", str(settings.token_lifetime)]
-    with TenantProcess(flags, cpus.server, scratch) as tenant:
-        before = tenant.stats()
-        spec = {
-            "base_url": tenant.base_url,
-            "tasks": settings.token_tasks,
-            "seconds": settings.token_seconds,
-            "lifetime": settings.token_lifetime,
-            "leeway": settings.token_leeway,
-        }
-        result = run_one_shot("token", spec, cpus.client, scratch)
-        after = tenant.stats()
-    token_requests = after["token_requests"] - before["token_requests"]
+    spec = {
+        "tasks": settings.token_tasks,
+        "seconds": settings.token_seconds,
+        "lifetime": settings.token_lifetime,
+        "leeway": settings.token_leeway,
+    }
+    result, counted = _against_tenant(flags, "token", spec, cpus, scratch)
+    token_requests = counted["token_requests"]
     renewals = len(result["bursts"]) - 1  # the first burst is the initial token, not a renewal
     return result | {
         "token_lifetime": settings.token_lifetime,
         "token_leeway": settings.token_leeway,
         "server_token_requests": token_requests,
-        "server_tokens_issued": after["tokens_issued"] - before["tokens_issued"],
-        "server_401s": after["unauthorized"] - before["unauthorized"],
+        "server_tokens_issued": counted["tokens_issued"],
+        "server_401s": counted["unauthorized"],
         "renewals": renewals,
         # Everything after the initial token, over the renewals the timeline shows.
         "token_requests_per_renewal": (token_requests - result["bursts"][0]) / renewals
