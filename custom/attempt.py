@@ -5,12 +5,17 @@ around both stops them at a time on the clock's monotonic reading, whatever the 
 one byte a second, never finish). A failure is raised as ``AttemptFailed`` (classified, see
 ``failures``) or ``BodyTooLarge``; the caller turns them into typed errors with its own words and
 redactor. The API transport and the token sources both send through here.
+
+A ``Wire`` is what the transport's retry loop sends through: ``HttpxWire`` (below) over any httpx
+transport, or ``fastwire.AiohttpWire`` straight over aiohttp; the loop and its policies are the
+same for both.
 """
 
 from __future__ import annotations
 
 import math
 from types import TracebackType
+from typing import Protocol, TypeVar
 
 import anyio
 import httpx
@@ -116,3 +121,61 @@ async def read_body(response: httpx.Response, max_bytes: int) -> None:
     except BaseException:
         await close(response)
         raise
+
+
+Q_contra = TypeVar("Q_contra", contravariant=True)
+R = TypeVar("R")
+_DEPRECATION_HEADERS = (b"deprecation", b"sunset")
+
+
+class Wire(Protocol[Q_contra, R]):
+    """One way of sending a request of type ``Q_contra`` and reading its answer ``R``, for the
+    transport's retry loop. ``send`` and ``read_body`` raise ``AttemptFailed`` or ``BodyTooLarge``
+    as the functions above do; ``close`` hands the connection back whatever happens."""
+
+    async def send(self, request: Q_contra) -> R: ...
+
+    async def read_body(self, response: R, max_bytes: int) -> None: ...
+
+    async def close(self, response: R) -> None: ...
+
+    def status(self, response: R) -> int: ...
+
+    def header(self, response: R, name: str) -> str | None: ...
+
+    def deprecation(self, response: R) -> tuple[str | None, str | None] | None:
+        """The ``Deprecation`` and ``Sunset`` headers, or None when the answer carries neither."""
+        ...
+
+
+class HttpxWire:
+    """A ``Wire`` over an httpx transport (httpx-aiohttp, httpx's own, a test's MockTransport)."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def send(self, request: httpx.Request) -> httpx.Response:
+        return await send(self.inner, request)
+
+    async def read_body(self, response: httpx.Response, max_bytes: int) -> None:
+        await read_body(response, max_bytes)
+
+    async def close(self, response: httpx.Response) -> None:
+        await close(response)
+
+    def status(self, response: httpx.Response) -> int:
+        return response.status_code
+
+    def header(self, response: httpx.Response, name: str) -> str | None:
+        value: str | None = response.headers.get(name)
+        return value
+
+    def deprecation(self, response: httpx.Response) -> tuple[str | None, str | None] | None:
+        # Runs on every answer until the operation has warned: one pass over the raw headers
+        # costs less than two lookups by name in httpx's headers.
+        for key, _ in response.headers.raw:
+            if key.lower() in _DEPRECATION_HEADERS:
+                return response.headers.get("deprecation"), response.headers.get("sunset")
+        return None

@@ -20,6 +20,11 @@
 
 The response body is read here, so that a connection dropped while the body streams in is retried
 like any other dropped connection, and so that no discarded attempt holds a connection.
+
+All of it is ``exchange``, which sends through a ``Wire``: httpx requests come through
+``handle_async_request`` (the generated functions, any httpx transport), and the client's fast path
+calls ``exchange`` with its own requests over aiohttp (``fastwire``); routes, headers, limits,
+bounds, retries and their statistics are this one object's for both.
 """
 
 from __future__ import annotations
@@ -30,13 +35,14 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from random import random as _uniform
+from typing import TypeVar
 
 import attrs
 import httpx
 
 from . import attempt
-from .attempt import AttemptFailed, BodyTooLarge
-from .calls import DEFAULT_BOUNDS, Bounds, CallContext
+from .attempt import AttemptFailed, BodyTooLarge, HttpxWire, Wire
+from .calls import DEFAULT_BOUNDS, Bounds, CallContext, Outgoing
 from .clock import Clock, SystemClock
 from .errors import (
     AmperityDeprecationWarning,
@@ -55,7 +61,8 @@ logger = logging.getLogger("amperity_async")
 IDEMPOTENT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 NON_IDEMPOTENT_RETRY_STATUSES = frozenset({429})
 UNKNOWN_OPERATION = "(unknown operation)"
-_DEPRECATION_HEADERS = (b"deprecation", b"sunset")
+Q = TypeVar("Q", bound=Outgoing)
+R = TypeVar("R")
 
 
 @attrs.define
@@ -77,7 +84,7 @@ class TransportStats(RequestCounts):
 
 
 @attrs.define(eq=False)
-class _Route:
+class Route:
     """What the transport needs to know about requests to one method and path, worked out once."""
 
     operation: OperationInfo | None
@@ -87,6 +94,13 @@ class _Route:
     idempotent: bool
     counts: RequestCounts
     unstable: tuple[str, str, str] | None
+    headers: Mapping[str, str]
+    """The headers every request of the route carries (tenant, api-version)."""
+
+    def check(self) -> None:
+        """Refuse, before anything is sent, what this route must not send."""
+        if self.unstable is not None:
+            raise UnstableOperationError(*self.unstable)
 
 
 def _attempts(count: int) -> str:
@@ -121,6 +135,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         if not tenant:
             raise ValueError("tenant must be the Amperity tenant ID, e.g. 'acme'")
         self._inner = inner
+        self._wire = HttpxWire(inner)
         self._tenant = tenant
         self._base_path = base_path.rstrip("/")
         self._api_versions = dict(api_versions)
@@ -137,6 +152,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         # Paginating calls one path over and over; ids in paths make the set of paths open-ended,
         # hence a bounded cache.
         self._route = functools.lru_cache(maxsize=2048)(self._find_route)
+        self._routes_by_operation: dict[str, Route] = {}
 
     @property
     def bounds(self) -> Bounds:
@@ -150,10 +166,20 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             return self._registry.default_version(api)
         return self._api_versions.get(CONTROL_PLANE) or self._registry.default_version(CONTROL_PLANE)
 
-    def _find_route(self, method: str, path: str) -> _Route:
+    def _find_route(self, method: str, path: str) -> Route:
         operation = None
         if path == self._base_path or path.startswith(self._base_path + "/"):
             operation = self._registry.match(method, path[len(self._base_path) :] or "/")
+        return self._route_for(operation, method)
+
+    def route_of(self, operation: OperationInfo) -> Route:
+        """The route of ``operation``'s requests, for a caller that knows the operation already."""
+        route = self._routes_by_operation.get(operation.operation_id)
+        if route is None:
+            route = self._routes_by_operation[operation.operation_id] = self._route_for(operation, operation.method)
+        return route
+
+    def _route_for(self, operation: OperationInfo | None, method: str) -> Route:
         if operation is None:
             label, version, unstable = UNKNOWN_OPERATION, self._version_for(CONTROL_PLANE), None
             idempotent = method in ("GET", "HEAD")
@@ -162,7 +188,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             idempotent = operation.idempotent
             if operation.unstable_only and version != operation.stability:
                 unstable = (operation.name, version, operation.stability)
-        return _Route(
+        return Route(
             operation=operation,
             label=label,
             api_version=version,
@@ -170,15 +196,13 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             idempotent=idempotent,
             counts=self.stats.by_operation.setdefault(label, RequestCounts()),
             unstable=unstable,
+            headers={"amperity-tenant": self._tenant, "api-version": version},
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         route = self._route(request.method, request.url.path)
-        if route.unstable is not None:
-            raise UnstableOperationError(*route.unstable)
-        headers = request.headers
-        headers["amperity-tenant"] = self._tenant
-        headers["api-version"] = route.api_version
+        route.check()
+        request.headers.update(route.headers)
         if not isinstance(request.stream, httpx.ByteStream):
             # A streamed body cannot be sent twice; buffer it so that a retry sends the same bytes.
             await request.aread()
@@ -186,8 +210,14 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         if context is None:
             context = CallContext.start(self._bounds.deadline, self._clock)
             context.attach(request)
+        return await self.exchange(request, route, context, self._wire)
+
+    async def exchange(self, request: Q, route: Route, context: CallContext, wire: Wire[Q, R]) -> R:
+        """Send ``request`` (carrying ``route.headers`` already) through ``wire`` within ``context``:
+        the limiter's turn and a current token before each attempt, the attempt's bounds, retries.
+        Returns the answer with its body read; a non-2xx answer is returned when not retried."""
         limiter = self._limiter_for(route.operation)
-        clock, stats, counts, inner = self._clock, self.stats, route.counts, self._inner
+        clock, stats, counts = self._clock, self.stats, route.counts
         max_bytes = self._bounds.max_response_bytes
         retry = 0
         while True:
@@ -195,21 +225,27 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             stats.requests += 1
             counts.requests += 1
             limit_at, bound = self._attempt_limit(context)
-            response: httpx.Response | None = None
+            response: R | None = None
             try:
                 with attempt.bounded(clock, limit_at, bound):
-                    response = await attempt.send(inner, request)
+                    response = await wire.send(request)
                     if route.label not in self._deprecations_warned:
-                        self._check_deprecation(route, response)
+                        self._check_deprecation(route, wire.deprecation(response))
                     status_delay = None
-                    if response.status_code >= 400:
+                    status = wire.status(response)
+                    if status >= 400:
+                        retry_after = (
+                            wire.header(response, "retry-after")
+                            if status == 429 or status in route.retry_statuses
+                            else None
+                        )
                         status_delay = self._delay_after_status(
-                            request, route, response, limiter, retry, context
+                            request, route, status, retry_after, limiter, retry, context
                         )
                     if status_delay is None:
-                        await attempt.read_body(response, max_bytes)
+                        await wire.read_body(response, max_bytes)
                         return response
-                    await attempt.close(response)
+                    await wire.close(response)
                 delay = status_delay
             except AttemptFailed as exc:
                 # Before the headers came, a failure may prove the request never left.
@@ -222,9 +258,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             await clock.sleep_until(clock.now() + delay)
             retry += 1
 
-    async def _wait_turn(
-        self, request: httpx.Request, limiter: RateLimiter | None, context: CallContext
-    ) -> None:
+    async def _wait_turn(self, request: Outgoing, limiter: RateLimiter | None, context: CallContext) -> None:
         """The rate limiter's wait, then a current token on the request; within the deadline."""
         authorize = context.authorize
         if limiter is None and authorize is None:
@@ -257,25 +291,25 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             return context.deadline_at, "deadline"
         return per_attempt, "timeout"
 
-    def _shown_url(self, request: httpx.Request) -> str:
+    def _shown_url(self, request: Outgoing) -> str:
         return self._redactor.scrub(str(request.url))
 
     def _delay_after_status(
         self,
-        request: httpx.Request,
-        route: _Route,
-        response: httpx.Response,
+        request: Outgoing,
+        route: Route,
+        status: int,
+        retry_after_text: str | None,
         limiter: RateLimiter | None,
         retry: int,
         context: CallContext,
     ) -> float | None:
         """Seconds to wait before retrying after an error status, or ``None`` to return it."""
-        status = response.status_code
         counts = route.counts
         policy = self._retry
         retry_after: float | None = None
         if status == 429 or status in route.retry_statuses:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
+            retry_after = parse_retry_after(retry_after_text, self._clock.time())
         too_long = policy.exceeds_cap(retry_after)
         if status == 429:
             self.stats.rate_limited += 1
@@ -317,8 +351,8 @@ class AmperityTransport(httpx.AsyncBaseTransport):
 
     def _delay_after_failure(
         self,
-        request: httpx.Request,
-        route: _Route,
+        request: Outgoing,
+        route: Route,
         failed: AttemptFailed,
         retry: int,
         context: CallContext,
@@ -370,7 +404,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
 
     def _error_for(
         self,
-        request: httpx.Request,
+        request: Outgoing,
         failed: AttemptFailed,
         context: CallContext,
         why_not: str,
@@ -397,17 +431,10 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             )
         return APITimeoutError(message, method=method, url=url, bound="timeout", seconds=self._bounds.timeout)
 
-    def _check_deprecation(self, route: _Route, response: httpx.Response) -> None:
-        # Runs on every response until the operation has warned: one pass over the raw headers
-        # costs less than two lookups by name.
-        for key, _ in response.headers.raw:
-            if key.lower() in _DEPRECATION_HEADERS:
-                break
-        else:
+    def _check_deprecation(self, route: Route, found: tuple[str | None, str | None] | None) -> None:
+        if found is None:
             return
-        headers = response.headers
-        deprecation = headers.get("deprecation")
-        sunset = headers.get("sunset")
+        deprecation, sunset = found
         self._deprecations_warned.add(route.label)
         self._log.warning(
             "%s is deprecated by Amperity (Deprecation: %s, Sunset: %s, api-version %s)",
