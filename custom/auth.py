@@ -45,15 +45,15 @@ class CallTokens:
     both go through here.
     """
 
-    __slots__ = ("_auth", "_context", "_request", "_sent", "_replayed")
+    __slots__ = ("_auth", "_replayed", "_request", "_sent", "context")
 
     def __init__(self, auth: AmperityAuth, context: CallContext, request: Outgoing) -> None:
-        self._auth, self._context, self._request = auth, context, request
+        self._auth, self.context, self._request = auth, context, request
         self._sent = _Sent()
         self._replayed = False
 
     async def start(self) -> None:
-        auth, context, request, sent = self._auth, self._context, self._request, self._sent
+        auth, context, request, sent = self._auth, self.context, self._request, self._sent
         refresher = auth.refresher
 
         async def authorize(attempt: Outgoing) -> None:
@@ -72,7 +72,7 @@ class CallTokens:
             return False
         auth, request = self._auth, self._request
         renewed = await auth.within(
-            self._context, request, auth.refresher.refresh(rejected), "renewing the access token after a 401"
+            self.context, request, auth.refresher.refresh(rejected), "renewing the access token after a 401"
         )
         where = _without_query(request)
         if renewed.access_token == rejected.access_token:

@@ -6,12 +6,17 @@ httpx.AsyncClient with ``AmperityAuth`` (the call's deadline, tokens, one refres
 attempt, per-attempt bounds, retries) -> the inner transport (aiohttp by default). The generated
 functions use the same httpx client, so raw generated calls get all of it too.
 
+On asyncio with the default connections, ``call``/``pages``/``paginate`` skip httpx: ``fastpath``
+builds each request in one piece and sends it over aiohttp through the same ``AmperityAuth`` and
+``AmperityTransport`` objects (one set of tokens, limits, retries and statistics for both paths).
+
 The client owns one ``Redactor``: it knows the token source's secrets and every token obtained,
 and every error and log line that leaves the client is scrubbed by it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType, TracebackType
@@ -30,8 +35,10 @@ from amperity_async.types import Response, Unset
 from .auth import AmperityAuth
 from .calls import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Bounds
 from .clock import Clock, SystemClock
-from .connections import default_inner_transport
+from .connections import aiohttp_session_of, default_inner_transport
 from .errors import AmperityError, ConfigurationError, ResponseValidationError, error_for_response
+from .fastpath import FastPath
+from .fastwire import Received, as_httpx_response
 from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
 from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
 from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
@@ -44,6 +51,7 @@ from .urls import checked_url
 from .validation import ResponseValidator
 
 DEFAULT_BASE_URL = "https://app.amperity.com/api"
+_HEADERS = {"user-agent": "amperity-async"}
 # Documented limits: the control-plane API's rate is per tenant ("10 requests per second"), the
 # Profile API's 2000 requests/second across the tenant.
 CONTROL_PLANE_RATE = 10.0
@@ -141,6 +149,9 @@ class AmperityClient:
     - ``max_retry_after``: the longest ``Retry-After`` waited for; a longer one fails that call with
       ``RateLimitError`` at once. ``unauthorized_refresh_interval``: at most one token renewal per
       this many seconds is caused by 401s.
+    - ``fast_path``: on asyncio with the default connections, ``call``/``pages``/``paginate`` send
+      over aiohttp without httpx (same tokens, limits, bounds and retries); ``False`` sends every
+      request through httpx. A ``transport`` given here always sees every request.
     """
 
     def __init__(
@@ -166,6 +177,7 @@ class AmperityClient:
         prefetch: bool = True,
         pagination_guards: PaginationGuards | None = None,
         validate_responses: bool = True,
+        fast_path: bool = True,
         clock: Clock | None = None,
         registry: OperationRegistry = REGISTRY,
     ) -> None:
@@ -228,12 +240,21 @@ class AmperityClient:
             unauthorized_refresh_interval=unauthorized_refresh_interval,
             redactor=self.redactor,
         )
+        call_auth = AmperityAuth(self.refresher, deadline=deadline)
         self.http = httpx.AsyncClient(
             base_url=self.base_url,
-            auth=AmperityAuth(self.refresher, deadline=deadline),
+            auth=call_auth,
             transport=self._transport,
             timeout=bounds.httpx_timeout(),
-            headers={"user-agent": "amperity-async"},
+            headers=_HEADERS,
+        )
+        session = aiohttp_session_of(inner) if fast_path else None
+        self._fast = (
+            None
+            if session is None
+            else FastPath(
+                base_url=self.base_url, transport=self._transport, auth=call_auth, session=session, headers=_HEADERS
+            )
         )
         # Requests carry tokens from the auth flow above; the generated client's own token field
         # is only read by its sync path, which is disabled.
@@ -288,20 +309,26 @@ class AmperityClient:
             return info
         return self.registry.for_operation(operation)
 
-    async def _send(self, info: OperationInfo, args: Sequence[Any], params: Mapping[str, Any]) -> httpx.Response:
+    async def _send(self, info: OperationInfo, args: Sequence[Any], params: Mapping[str, Any]) -> Received:
         module = info.load_module()
         try:
             kwargs = module._get_kwargs(*args, **params)
         except TypeError as exc:
             raise TypeError(f"{info.name}: {exc}; it takes {', '.join(self._parameters(info)) or 'no arguments'}") from exc
+        fast = self._fast
+        response: Received
         try:
-            response = await self.http.request(**kwargs)
+            if fast is not None and fast.takes(kwargs):
+                response = await fast.send(info, kwargs)
+            else:
+                response = await self.http.request(**kwargs)
         except AmperityError as exc:
             self.redactor.scrub_error(exc)
             raise
-        if not response.is_success:
+        status = response.status_code
+        if not 200 <= status < 300:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
-            raise error_for_response(response, scrub=self.redactor.scrub, retry_after=retry_after)
+            raise error_for_response(as_httpx_response(response), scrub=self.redactor.scrub, retry_after=retry_after)
         return response
 
     @staticmethod
@@ -310,13 +337,13 @@ class AmperityClient:
         code = module._get_kwargs.__code__
         return list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
 
-    def _decode(self, info: OperationInfo, response: httpx.Response) -> Any:
+    def _decode(self, info: OperationInfo, response: Received) -> Any:
         request_id = response.headers.get("x-request-id")
         try:
             if self._validator is not None:
                 return self._validator.decode(info, response.content, request_id=request_id)
             try:
-                return response.json()
+                return json.loads(response.content)
             except (ValueError, RecursionError) as exc:
                 raise ResponseValidationError(
                     operation=info.operation_id,
@@ -336,7 +363,9 @@ class AmperityClient:
         model = getattr(generated_models, info.response_schema, None) if info.response_schema else None
         try:
             if model is None:
-                parsed: T = info.load_module()._parse_response(client=self.generated, response=response)
+                parsed: T = info.load_module()._parse_response(
+                    client=self.generated, response=as_httpx_response(response)
+                )
                 return parsed
             result: T = model.from_dict(data)
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:

@@ -1,0 +1,122 @@
+"""The client's calls without httpx: requests built in one piece and sent over aiohttp.
+
+A generated operation describes its request as keyword arguments for ``httpx.AsyncClient.request``
+(method, a path already quoted, query parameters already serialized, a JSON body). httpx would
+parse the URL, merge it with the base URL and the query, and build header objects; here the URL is
+the base URL, the path and ``urlencode`` of the parameters (the query httpx would send), and the
+headers a plain dict. The request then goes through the same objects as every httpx request: the
+client's ``AmperityAuth`` (its tokens, the replay after a 401) and ``AmperityTransport`` (routes,
+headers, limits, bounds, retries, statistics), over ``fastwire.AiohttpWire``.
+
+The fast path runs on asyncio with the client's default connections; anything else (trio, a
+transport given by the caller, a request with files or form data) takes the httpx path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import sniffio
+import yarl
+
+from .auth import AmperityAuth
+from .fastwire import AiohttpWire, Answer, WireRequest
+from .operations import OperationInfo
+from .transport import AmperityTransport
+
+# What a generated function's request may hold for the fast path to send it.
+_SENDABLE = frozenset({"method", "url", "params", "json", "headers"})
+
+
+def _query_value(value: Any) -> str:
+    # What httpx sends for a query value.
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def query_string(params: Mapping[str, Any]) -> str:
+    """The query httpx builds from ``params``: lists repeat their key, booleans are lower case."""
+    items: list[tuple[str, str]] = []
+    for key, value in params.items():
+        if isinstance(value, list | tuple):
+            items.extend((key, _query_value(v)) for v in value)
+        else:
+            items.append((key, _query_value(value)))
+    return urlencode(items)
+
+
+def json_body(value: Any) -> bytes:
+    """A JSON request body, byte for byte as httpx encodes ``json=``."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+class FastPath:
+    """Sends a generated operation's request over aiohttp through the client's auth and transport.
+
+    ``session`` gives the client's aiohttp session; ``base_url`` is the API base URL the generated
+    paths are relative to; ``headers`` go on every request (the user agent).
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        transport: AmperityTransport,
+        auth: AmperityAuth,
+        session: Callable[[], aiohttp.ClientSession],
+        headers: Mapping[str, str],
+    ) -> None:
+        # Encoded once, as httpx would: what follows is appended to it untouched.
+        self._base = str(yarl.URL(base_url)).rstrip("/")
+        self._transport = transport
+        self._auth = auth
+        self._wire = AiohttpWire(session)
+        self._headers = dict(headers)
+        self._on_asyncio: bool | None = None
+
+    def takes(self, request: Mapping[str, Any]) -> bool:
+        """Whether this path can send ``request`` (a generated function's request arguments)."""
+        if self._on_asyncio is None:
+            # A client's connections belong to one event loop: the backend is asked once.
+            self._on_asyncio = sniffio.current_async_library() == "asyncio"
+        return self._on_asyncio and request.keys() <= _SENDABLE
+
+    def build(self, operation: OperationInfo, request: Mapping[str, Any]) -> WireRequest:
+        """The wire request of ``operation`` for a generated function's request arguments."""
+        route = self._transport.route_of(operation)
+        route.check()
+        params = request.get("params")
+        url = self._base + request["url"]
+        if params:
+            url += "?" + query_string(params)
+        headers = {**self._headers, **route.headers}
+        extra = request.get("headers")
+        if extra:
+            headers.update(extra)
+        body = None
+        if "json" in request:
+            body = json_body(request["json"])
+            headers.setdefault("Content-Type", "application/json")
+        return WireRequest(request["method"].upper(), yarl.URL(url, encoded=True), headers, body)
+
+    async def send(self, operation: OperationInfo, request: Mapping[str, Any]) -> Answer:
+        """The answer to ``request``, body read: tokens, limits, bounds, retries and the replay
+        after a 401 as on the httpx path. A non-2xx answer is returned for the caller to raise."""
+        wire_request = self.build(operation, request)
+        transport = self._transport
+        route = transport.route_of(operation)
+        tokens = self._auth.tokens_for(wire_request)
+        await tokens.start()
+        answer = await transport.exchange(wire_request, route, tokens.context, self._wire)
+        if answer.status_code == 401 and await tokens.replay_after_401():
+            answer = await transport.exchange(wire_request, route, tokens.context, self._wire)
+        return answer
