@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import anyio
 import anyio.abc
 import httpx
+import sniffio
 
 from amperity_async import models as generated_models
 from amperity_async.client import AuthenticatedClient
@@ -41,6 +42,7 @@ from .fastpath import FastPath
 from .fastwire import Received, as_httpx_response
 from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
 from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
+from .prefetch import AsyncioPrefetcher, Prefetcher, TaskGroupPrefetcher
 from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
 from .refresher import DEFAULT_UNAUTHORIZED_REFRESH_INTERVAL, TokenRefresher
 from .retry import RetryPolicy, parse_retry_after
@@ -263,6 +265,7 @@ class AmperityClient:
         self.generated.set_httpx_client(httpx.Client(transport=_AsyncOnly()))
         self._validator = ResponseValidator() if validate_responses else None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._prefetcher: Prefetcher | None = None
 
     def __repr__(self) -> str:
         return f"AmperityClient(tenant={self.tenant!r}, base_url={self.base_url!r}, api_versions={self.api_versions!r})"
@@ -276,21 +279,27 @@ class AmperityClient:
 
     async def __aenter__(self) -> Self:
         await self.http.__aenter__()
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
+        if sniffio.current_async_library() == "asyncio":
+            self._prefetcher = AsyncioPrefetcher()
+        else:
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            self._prefetcher = TaskGroupPrefetcher(self._task_group)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
+            # Prefetches still in flight belong to iterators nobody reads any more.
+            if self._prefetcher is not None:
+                await self._prefetcher.aclose()
             if self._task_group is not None:
-                # Prefetches still in flight belong to iterators nobody reads any more.
                 # The body's own exception is not handed to the task group: it would come back
                 # wrapped in an ExceptionGroup, and prefetch tasks never raise.
-                self._task_group.cancel_scope.cancel()
                 await self._task_group.__aexit__(None, None, None)
         finally:
+            self._prefetcher = None
             self._task_group = None
             await self.http.aclose()
 
@@ -437,7 +446,7 @@ class AmperityClient:
             fetch,
             start_token=start_token,
             max_pages=max_pages,
-            spawner=self._task_group if use_prefetch else None,
+            prefetcher=self._prefetcher if use_prefetch else None,
             item_key=info.item_key,
             guards=pagination_guards or self.pagination_guards,
         )

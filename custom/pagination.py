@@ -16,7 +16,6 @@ that is partly new delivers its new items.
 from __future__ import annotations
 
 import json
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +23,8 @@ import anyio
 import anyio.abc
 import attrs
 
-from .errors import AmperityError, ConfigurationError, PaginationError, ResponseValidationError
+from .errors import ConfigurationError, PaginationError, ResponseValidationError
+from .prefetch import Ahead, Prefetcher, TaskGroupPrefetcher
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -211,33 +211,16 @@ class _LoopGuard(Generic[T]):
         return attrs.evolve(page, raw=fresh, repeated=page.repeated + len(page.raw) - len(fresh))
 
 
-@attrs.define(eq=False)
-class _Prefetch(Generic[T]):
-    """A page being fetched ahead; deliberately holds no reference to its iterator."""
-
-    done: anyio.Event = attrs.field(factory=anyio.Event)
-    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
-    page: Page[T] | None = None
-    error: BaseException | None = None
-
-    def cancel(self) -> None:
-        if not self.done.is_set():
-            try:
-                self.scope.cancel()
-            except RuntimeError:
-                pass  # the event loop is already gone, and the fetch with it
-
-    async def run(self, fetch: FetchPage[T], token: str) -> None:
-        try:
-            with self.scope:
-                try:
-                    self.page = await fetch(token)
-                except Exception as exc:  # handed to the consumer, who raises it in its own task
-                    self.error = exc
-        finally:
-            if self.page is None and self.error is None:
-                self.error = AmperityError("the client was closed while the next page was being fetched")
-            self.done.set()
+async def _fetch_checked(
+    fetch: FetchPage[T], guard: _LoopGuard[T], token: str | None, count: int
+) -> tuple[Page[T], PaginationError | None]:
+    """Page number ``count`` (after ``token``), checked by the loop guard while it is fresh in
+    memory. A prefetch runs this too: it holds no reference to its iterator, so an iterator left
+    with ``break`` is collected, and its pending fetch cancelled, at once."""
+    page = await fetch(token)
+    if not page.next_token:
+        page.next_token = None  # "" ends the list just as an absent or null cursor does
+    return guard.check(page, count)
 
 
 class PageIterator(Generic[T]):
@@ -247,8 +230,9 @@ class PageIterator(Generic[T]):
     ``max_pages`` stops after that many pages, with ``next_token`` where the list goes on. A list
     that does not progress raises ``PaginationError`` (see ``PaginationGuards``): after the page
     that brought new items, or instead of a page that brought none, ``next_token`` then still
-    pointing after the last page delivered. Breaking out of the loop, ``aclose()`` or leaving
-    ``async with`` cancels a prefetch in flight.
+    pointing after the last page delivered. With a ``prefetcher`` (or an anyio task group as
+    ``spawner``) the next page is fetched while the caller works on the current one; breaking out
+    of the loop, ``aclose()`` or leaving ``async with`` cancels a prefetch in flight.
     """
 
     def __init__(
@@ -259,6 +243,7 @@ class PageIterator(Generic[T]):
         start_token: str | None = None,
         max_pages: int | None = None,
         spawner: anyio.abc.TaskGroup | None = None,
+        prefetcher: Prefetcher | None = None,
         item_key: str | None = None,
         guards: PaginationGuards | None = None,
     ) -> None:
@@ -268,7 +253,7 @@ class PageIterator(Generic[T]):
             raise ValueError(f"max_pages must be >= 0, got {max_pages}")
         self.operation = operation
         self._fetch = fetch
-        self._spawner = spawner
+        self._prefetcher = prefetcher or (TaskGroupPrefetcher(spawner) if spawner is not None else None)
         self._max_pages = max_pages
         self.next_token: str | None = start_token
         self.total: int | None = None
@@ -278,9 +263,8 @@ class PageIterator(Generic[T]):
         self._guard: _LoopGuard[T] = _LoopGuard(
             operation, guards or PaginationGuards(), page_identities(item_key), start_token
         )
-        self._ahead: _Prefetch[T] | None = None
+        self._ahead: Ahead[tuple[Page[T], PaginationError | None]] | None = None
         self._stop: PaginationError | None = None
-        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def __aiter__(self) -> PageIterator[T]:
         return self
@@ -293,27 +277,18 @@ class PageIterator(Generic[T]):
         if self._finished or (self._started and self.next_token is None):
             self._finished = True
             raise StopAsyncIteration
-        token = self.next_token
         ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            await ahead.done.wait()
-            if ahead.error is not None:
-                self._finished = True
-                raise ahead.error
-            assert ahead.page is not None
-            page = ahead.page
-        else:
-            try:
-                page = await self._fetch(token)
-            except BaseException:
-                self._finished = True
-                raise
+        try:
+            if ahead is not None:
+                page, stop = await ahead.result()
+            else:
+                page, stop = await _fetch_checked(self._fetch, self._guard, self.next_token, self.pages_fetched + 1)
+        except BaseException:
+            self._finished = True
+            raise
         self._started = True
         self.pages_fetched += 1
         self.total = page.total if page.total is not None else self.total
-        if not page.next_token:
-            page.next_token = None  # "" ends the list just as an absent or null cursor does
-        page, stop = self._guard.check(page, self.pages_fetched)
         if stop is not None and not page.raw:
             # Nothing new to deliver: stop at once, next_token still after the last page delivered.
             self._finished = True
@@ -324,20 +299,17 @@ class PageIterator(Generic[T]):
             return page
         if self._max_pages is not None and self.pages_fetched >= self._max_pages:
             self._finished = True
-        elif next_token is not None and self._spawner is not None:
-            self._start_prefetch(next_token)
+        elif next_token is not None and self._prefetcher is not None:
+            self._ahead = self._prefetcher.start(
+                _fetch_checked(self._fetch, self._guard, next_token, self.pages_fetched + 1)
+            )
         return page
 
-    def _start_prefetch(self, token: str) -> None:
-        assert self._spawner is not None
-        ahead: _Prefetch[T] = _Prefetch()
-        self._ahead = ahead
-        fetch = self._fetch
-        self._spawner.start_soon(ahead.run, fetch, token)
+    def __del__(self) -> None:
         # A loop left with `break` drops the iterator without closing it: cancel the fetch then.
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, ahead.cancel)
+        ahead = self.__dict__.get("_ahead")
+        if ahead is not None:
+            ahead.cancel()
 
     async def aclose(self) -> None:
         self._finished = True
@@ -345,10 +317,7 @@ class PageIterator(Generic[T]):
         if ahead is not None:
             ahead.cancel()
             with anyio.CancelScope(shield=True):
-                await ahead.done.wait()
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
+                await ahead.wait()
 
     async def __aenter__(self) -> PageIterator[T]:
         return self
