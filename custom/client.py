@@ -16,6 +16,7 @@ and every error and log line that leaves the client is scrubbed by it.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,7 +42,7 @@ from .errors import AmperityError, ConfigurationError, ResponseValidationError, 
 from .fastpath import FastPath
 from .fastwire import Received, as_httpx_response
 from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
-from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
+from .pagination import ItemIterator, Page, PageIterator, PaginationGuards, ReadPage
 from .prefetch import AsyncioPrefetcher, Prefetcher, TaskGroupPrefetcher
 from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
 from .refresher import DEFAULT_UNAUTHORIZED_REFRESH_INTERVAL, TokenRefresher
@@ -417,9 +418,7 @@ class AmperityClient:
             raise ConfigurationError("pass start_token=... to resume from a cursor, not next_token")
         convert = self._item_converter(info)
 
-        async def fetch(token: str | None) -> Page[T]:
-            page_params = dict(params, next_token=token) if token else params
-            response = await self._send(info, args, page_params)
+        def read(response: Received, token: str | None) -> Page[T]:
             body = self._decode(info, response)
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                 raise ResponseValidationError(
@@ -439,6 +438,11 @@ class AmperityClient:
                 request_id=response.headers.get("x-request-id"),
                 convert=convert,
             )
+
+        async def fetch(token: str | None) -> ReadPage[T]:
+            page_params = dict(params, next_token=token) if token else params
+            response = await self._send(info, args, page_params)
+            return functools.partial(read, response, token)
 
         use_prefetch = self.prefetch if prefetch is None else prefetch
         return PageIterator(

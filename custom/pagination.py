@@ -16,7 +16,7 @@ that is partly new delivers its new items.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -104,7 +104,11 @@ class Page(Generic[T]):
         return iter(self.data)
 
 
-FetchPage = Callable[[str | None], Awaitable[Page[T]]]
+ReadPage = Callable[[], Page[T]]
+FetchPage = Callable[[str | None], Coroutine[Any, Any, Page[T] | ReadPage[T]]]
+"""Fetches the page after a cursor (None: the first page): the page, or a function that reads it
+from what was received. A prefetch then holds only the received bytes; the page's items are decoded
+when the caller asks for the page, so they live in memory for a shorter time."""
 
 
 def _whole(item: Any) -> Hashable:
@@ -211,13 +215,11 @@ class _LoopGuard(Generic[T]):
         return attrs.evolve(page, raw=fresh, repeated=page.repeated + len(page.raw) - len(fresh))
 
 
-async def _fetch_checked(
-    fetch: FetchPage[T], guard: _LoopGuard[T], token: str | None, count: int
+def _read_checked(
+    got: Page[T] | ReadPage[T], guard: _LoopGuard[T], count: int
 ) -> tuple[Page[T], PaginationError | None]:
-    """Page number ``count`` (after ``token``), checked by the loop guard while it is fresh in
-    memory. A prefetch runs this too: it holds no reference to its iterator, so an iterator left
-    with ``break`` is collected, and its pending fetch cancelled, at once."""
-    page = await fetch(token)
+    """Page number ``count`` as fetched, checked by the loop guard."""
+    page = got if isinstance(got, Page) else got()
     if not page.next_token:
         page.next_token = None  # "" ends the list just as an absent or null cursor does
     return guard.check(page, count)
@@ -263,7 +265,7 @@ class PageIterator(Generic[T]):
         self._guard: _LoopGuard[T] = _LoopGuard(
             operation, guards or PaginationGuards(), page_identities(item_key), start_token
         )
-        self._ahead: Ahead[tuple[Page[T], PaginationError | None]] | None = None
+        self._ahead: Ahead[Page[T] | ReadPage[T]] | None = None
         self._stop: PaginationError | None = None
 
     def __aiter__(self) -> PageIterator[T]:
@@ -279,10 +281,8 @@ class PageIterator(Generic[T]):
             raise StopAsyncIteration
         ahead, self._ahead = self._ahead, None
         try:
-            if ahead is not None:
-                page, stop = await ahead.result()
-            else:
-                page, stop = await _fetch_checked(self._fetch, self._guard, self.next_token, self.pages_fetched + 1)
+            got = await (ahead.result() if ahead is not None else self._fetch(self.next_token))
+            page, stop = _read_checked(got, self._guard, self.pages_fetched + 1)
         except BaseException:
             self._finished = True
             raise
@@ -300,9 +300,9 @@ class PageIterator(Generic[T]):
         if self._max_pages is not None and self.pages_fetched >= self._max_pages:
             self._finished = True
         elif next_token is not None and self._prefetcher is not None:
-            self._ahead = self._prefetcher.start(
-                _fetch_checked(self._fetch, self._guard, next_token, self.pages_fetched + 1)
-            )
+            # The fetch holds no reference to this iterator: one left with `break` is collected,
+            # and its fetch cancelled, at once.
+            self._ahead = self._prefetcher.start(self._fetch(next_token))
         return page
 
     def __del__(self) -> None:
@@ -335,8 +335,9 @@ class ItemIterator(Generic[T]):
         self.pages = pages
         self._max_items = max_items
         self.items_yielded = 0
-        self._items: Iterator[T] = iter(())
-        self._failure: ResponseValidationError | None = None
+        self._page: Page[T] | None = None
+        self._convert: Callable[[Any], T] | None = None
+        self._items: Iterator[tuple[int, Any]] = iter(())
 
     @property
     def next_token(self) -> str | None:
@@ -355,15 +356,19 @@ class ItemIterator(Generic[T]):
             await self.pages.aclose()
             raise StopAsyncIteration
         while True:
-            # A plain list iterator per page: the per-item cost stays at one next() call.
-            for item in self._items:
+            # Each item becomes a model as it is handed out: a page's models are not all alive at
+            # once, which keeps the garbage collector's work down, and an item that does not
+            # convert is reported after the ones before it were delivered.
+            for index, raw in self._items:
+                try:
+                    item = self._convert(raw)  # type: ignore[misc]
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    assert self._page is not None
+                    item = self._page.item(index)  # raises, naming the item and the field
                 self.items_yielded += 1
                 return item
-            if self._failure is not None:
-                failure, self._failure = self._failure, None
-                raise failure
             page = await self.pages.__anext__()
-            self._items, self._failure = _convert_page(page)
+            self._page, self._convert, self._items = page, page._convert, enumerate(page.raw)
 
     async def aclose(self) -> None:
         await self.pages.aclose()
@@ -373,20 +378,6 @@ class ItemIterator(Generic[T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-def _convert_page(page: Page[T]) -> tuple[Iterator[T], ResponseValidationError | None]:
-    """The page's items as models; if one cannot be converted, the ones before it and the error."""
-    try:
-        return iter(page.data), None
-    except ResponseValidationError:
-        good: list[T] = []
-        for index in range(len(page.raw)):
-            try:
-                good.append(page.item(index))
-            except ResponseValidationError as exc:
-                return iter(good), exc
-        raise
 
 
 async def collect(items: AsyncIterator[T]) -> Sequence[T]:
