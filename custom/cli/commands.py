@@ -12,6 +12,7 @@ from pathlib import Path
 from ..tokens import ClientCredentials
 from ..client import AmperityClient
 from ..extract import (
+    Durability,
     Manifest,
     Plan,
     Resumption,
@@ -86,7 +87,8 @@ async def cmd_extract(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite, on_page=progress.tracker(),
             )
         else:
-            how = Resumption(resume=args.resume, overwrite=args.overwrite)
+            durability = Durability(pages=args.sync_pages, seconds=args.sync_seconds)
+            how = Resumption(resume=args.resume, overwrite=args.overwrite, durability=durability)
             stats = await extract_plan(client, plan, out, how, on_page=progress.tracker())
         progress.finish()
         print(summary_table([stats], client), file=sys.stderr)

@@ -19,7 +19,7 @@ from .errors import (
 )
 from .everything import MANIFEST_NAME, Manifest, extract_all
 from .files import ExtractStats, extract_plan, extract_to_file, extract_to_stream
-from .journal import Resumption
+from .journal import Durability, Resumption
 from .plan import Plan
 from .shards import extract_sharded
 from .windows import Window, format_timestamp, parse_timestamp
@@ -29,6 +29,7 @@ __all__ = [
     "Checkpoint",
     "CheckpointError",
     "Cursor",
+    "Durability",
     "ExtractStats",
     "ExtractionError",
     "ExtractionInputError",

@@ -4,22 +4,27 @@ Starting fresh removes the old checkpoint before the output is emptied, so no la
 can trust a checkpoint of rows that are gone. Resuming checks the checkpoint against the source,
 the run and the file (identity, length, sha256 of the bytes) and refuses with one sentence saying
 what differs and what to do. Appending writes the checkpoint naming the page as pending first and
-the page second, both durable before the next page; settling marks the last page committed (and
-cuts off a page whose write failed).
-Every method blocks: the extraction calls them in a worker thread.
+the page second (atomic, but not synced); ``sync`` makes both durable and the pending pages
+committed, as often as ``Durability`` says; settling syncs once more (and cuts off a page whose
+write failed).
+
+``append`` writes to the page cache and returns at once; ``begin``, ``sync``, ``settle`` and
+``rebuild`` wait for the disk or read whole files: the extraction calls those in a worker thread.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import attrs
 
+from ..clock import Clock, SystemClock
 from .checkpoint import Checkpoint, Cursor, Position, Source, checkpoint_path
-from .errors import CheckpointError, OutputExistsError
+from .errors import CheckpointError, ExtractionInputError, OutputExistsError
 from .output import OutputFile, remove
 
 _REBUILD_CHUNK = 1 << 20
@@ -27,6 +32,32 @@ _REBUILD_CHUNK = 1 << 20
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
+
+
+def _at_least_one_page(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ExtractionInputError(f"sync pages must be a whole number of at least 1, got {value!r}")
+
+
+def _positive_seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+        raise ExtractionInputError(f"sync seconds must be a positive number, got {value!r}")
+
+
+@attrs.frozen
+class Durability:
+    """How often an output and its checkpoint are synced to disk: once ``pages`` pages were written
+    since the last sync, or ``seconds`` seconds passed, whichever comes first.
+
+    Between syncs every page is still written after a checkpoint naming it (atomically replaced,
+    not synced), so a process that is killed loses nothing it wrote: ``--resume`` goes on after the
+    last complete page. A machine that stops (power loss, kernel crash) may lose the pages since the
+    last sync; ``--resume`` then cuts the file back to the last synced page and fetches the rest
+    again. Either way no row is doubled or corrupt. ``Durability(pages=1)`` syncs every page.
+    """
+
+    pages: int = attrs.field(default=1000, validator=_at_least_one_page)
+    seconds: float = attrs.field(default=0.5, validator=_positive_seconds)
 
 
 @attrs.frozen
@@ -38,18 +69,36 @@ class Resumption:
     run: str | None = None
     rebuildable: bool = False
     """The output is derived from other files (merged shards): unfinished, it may be rebuilt from scratch."""
+    durability: Durability = Durability()
 
 
 class Journal:
     """``with Journal.begin(out, source, how) as journal``: the output locked, at a verified position."""
 
-    def __init__(self, output: OutputFile, run: str, source: Source, position: Position, digest: hashlib._Hash) -> None:
+    def __init__(
+        self,
+        output: OutputFile,
+        run: str,
+        source: Source,
+        position: Position,
+        digest: hashlib._Hash,
+        *,
+        durability: Durability = Durability(),
+        clock: Clock | None = None,
+    ) -> None:
         self.output = output
         self.run = run
         self.source = source
         self.position = position
+        """Everything written: what the file holds once the page cache reaches the disk."""
+        self.durable = position
+        """What the file durably holds (the checkpoint's ``committed``)."""
         self._digest = digest
         self._checkpoint_path = checkpoint_path(output.path)
+        self._identity = output.identity
+        self._durability = durability
+        self._clock = clock or SystemClock()
+        self._synced_at = self._clock.now()
 
     @property
     def path(self) -> Path:
@@ -57,7 +106,13 @@ class Journal:
 
     @classmethod
     def begin(
-        cls, path: Path, source: Source, how: Resumption, *, before_start: Callable[[], None] | None = None
+        cls,
+        path: Path,
+        source: Source,
+        how: Resumption,
+        *,
+        before_start: Callable[[], None] | None = None,
+        clock: Clock | None = None,
     ) -> Journal:
         """Lock ``path`` and resume it or start it over; ``before_start`` runs, under the lock, just
         before a fresh start empties the output (to check or clear what belongs to it)."""
@@ -72,6 +127,9 @@ class Journal:
         except BaseException:
             output.close()
             raise
+        if clock is not None:
+            journal._clock = clock
+            journal._synced_at = clock.now()
         return journal
 
     @classmethod
@@ -84,7 +142,9 @@ class Journal:
             )
         remove(checkpoint_path(output.path))
         output.truncate(0)
-        journal = cls(output, how.run or new_run_id(), source, Position.empty(), hashlib.sha256())
+        journal = cls(
+            output, how.run or new_run_id(), source, Position.empty(), hashlib.sha256(), durability=how.durability
+        )
         journal._write_checkpoint(journal.position)
         return journal
 
@@ -127,28 +187,47 @@ class Journal:
             )
         if how.rebuildable and not checkpoint.committed.cursor.done:
             output.truncate(0)
-            return cls(output, checkpoint.run, source, Position.empty(), hashlib.sha256())
+            return cls(output, checkpoint.run, source, Position.empty(), hashlib.sha256(), durability=how.durability)
         position, digest = _verified_position(output, checkpoint)
-        return cls(output, checkpoint.run, source, position, digest)
+        output.sync()  # what the stopped run wrote is durable before a checkpoint names it committed
+        return cls(output, checkpoint.run, source, position, digest, durability=how.durability)
 
     def append(self, data: bytes, cursor: Cursor, rows: int, pages: int = 1) -> Position:
-        """Write the checkpoint naming the state after ``data`` as pending, then ``data``; return that state."""
-        committed = self.position
+        """Write the checkpoint naming the state after ``data`` as pending, then ``data``, neither
+        synced; return that state. ``sync_due`` says when to ``sync``."""
+        written = self.position
         digest = self._digest.copy()
         digest.update(data)
-        pending = Position(cursor, committed.length + len(data), digest.hexdigest(), committed.rows + rows,
-                           committed.pages + pages)
-        self._write_checkpoint(committed, pending)
+        pending = Position(cursor, written.length + len(data), digest.hexdigest(), written.rows + rows,
+                           written.pages + pages)
+        self._write_checkpoint(self.durable, pending, durable=False)
         if data:
-            self.output.write_at(committed.length, data)
+            self.output.write_at(written.length, data, sync=False)
+        # Only now: after a failed write, settling cuts the file back to the last complete page.
         self.position, self._digest = pending, digest
         return pending
 
+    def sync_due(self) -> bool:
+        """Whether the pages written since the last sync should be made durable now."""
+        durability = self._durability
+        return (
+            self.position.pages - self.durable.pages >= durability.pages
+            or self._clock.now() - self._synced_at >= durability.seconds
+        )
+
+    def sync(self) -> None:
+        """Make everything written durable (the output, then the checkpoint naming it committed)."""
+        position = self.position
+        self.output.sync()
+        self._write_checkpoint(position)
+        self.durable = position
+        self._synced_at = self._clock.now()
+
     def settle(self) -> None:
-        """Cut off what a failed write left past the last complete page, and commit that page."""
+        """Cut off what a failed write left past the last complete page, and sync."""
         if self.output.size() > self.position.length:
             self.output.truncate(self.position.length)
-        self._write_checkpoint(self.position)
+        self.sync()
 
     def rebuild(self, lines: Iterable[bytes], pages: int) -> Position:
         """Replace the output with ``lines`` and mark it done, for an output derived from others.
@@ -171,11 +250,13 @@ class Journal:
         length += len(buffer)
         done = Position(Cursor(step=1, done=True), length, digest.hexdigest(), rows, pages)
         self._write_checkpoint(done)
-        self.position, self._digest = done, digest
+        self.position = self.durable = done
+        self._digest = digest
         return done
 
-    def _write_checkpoint(self, committed: Position, pending: Position | None = None) -> None:
-        Checkpoint(self.run, self.source, self.output.identity, committed, pending).write(self._checkpoint_path)
+    def _write_checkpoint(self, committed: Position, pending: Position | None = None, *, durable: bool = True) -> None:
+        checkpoint = Checkpoint(self.run, self.source, self._identity, committed, pending)
+        checkpoint.write(self._checkpoint_path, durable=durable)
 
     def close(self) -> None:
         self.output.close()
