@@ -25,9 +25,16 @@ import attrs
 from ..clock import Clock, SystemClock
 from .checkpoint import Checkpoint, Cursor, Position, Source, checkpoint_path
 from .errors import CheckpointError, ExtractionInputError, OutputExistsError
+from .errors import OutputError
 from .output import OutputFile, remove
 
 _REBUILD_CHUNK = 1 << 20
+# Pages are written in groups: replacing the checkpoint costs a tenth of a millisecond of the
+# kernel's time (it allocates and flushes the new file), too much for every page of a fast list.
+# A group is written once the last write is this old, or this big: at most that much is fetched
+# again after a kill.
+_WRITE_SECONDS = 0.02
+_WRITE_BYTES = 1 << 20
 
 
 def new_run_id() -> str:
@@ -90,15 +97,20 @@ class Journal:
         self.run = run
         self.source = source
         self.position = position
-        """Everything written: what the file holds once the page cache reaches the disk."""
+        """Everything taken by ``append``: the state once the pages waiting to be written are."""
+        self.written = position
+        """What the file holds (the checkpoint's ``pending``, or ``committed``)."""
         self.durable = position
         """What the file durably holds (the checkpoint's ``committed``)."""
+        self._unwritten: list[bytes] = []
+        self._unwritten_bytes = 0
         self._digest = digest
         self._checkpoint_path = checkpoint_path(output.path)
         self._identity = output.identity
         self._durability = durability
         self._clock = clock or SystemClock()
         self._synced_at = self._clock.now()
+        self._written_at = -math.inf  # the first page is written at once
 
     @property
     def path(self) -> Path:
@@ -193,22 +205,36 @@ class Journal:
         return cls(output, checkpoint.run, source, position, digest, durability=how.durability)
 
     def append(self, data: bytes, cursor: Cursor, rows: int, pages: int = 1) -> Position:
-        """Write the checkpoint naming the state after ``data`` as pending, then ``data``, neither
-        synced; return that state. ``sync_due`` says when to ``sync``."""
-        written = self.position
-        digest = self._digest.copy()
+        """Take ``data`` (the rows before ``cursor``) and return the state after it; it is written
+        with the pages before it once the last write is ``_WRITE_SECONDS`` old (or ``_WRITE_BYTES``
+        wait), and synced as often as ``Durability`` says (``sync_due``, ``sync``)."""
+        before = self.position
+        digest = self._digest
         digest.update(data)
-        pending = Position(cursor, written.length + len(data), digest.hexdigest(), written.rows + rows,
-                           written.pages + pages)
-        self._write_checkpoint(self.durable, pending, durable=False)
-        if data:
-            self.output.write_at(written.length, data, sync=False)
-        # Only now: after a failed write, settling cuts the file back to the last complete page.
-        self.position, self._digest = pending, digest
-        return pending
+        after = Position(cursor, before.length + len(data), digest.hexdigest(), before.rows + rows,
+                         before.pages + pages)
+        self.position = after
+        self._unwritten.append(data)
+        self._unwritten_bytes += len(data)
+        if self._unwritten_bytes >= _WRITE_BYTES or self._clock.now() - self._written_at >= _WRITE_SECONDS:
+            self.write()
+        return after
+
+    def write(self) -> None:
+        """Write the pages taken so far: the checkpoint naming them pending first (replaced
+        atomically, not synced), the rows second. A process killed at any point leaves the file at
+        the checkpoint's committed or pending position, or in between (cut off by a resume)."""
+        if self._unwritten:
+            position, written = self.position, self.written
+            self._write_checkpoint(self.durable, position, durable=False)
+            self.output.write_at(written.length, b"".join(self._unwritten), sync=False)
+            self.written = position
+            self._unwritten.clear()
+            self._unwritten_bytes = 0
+        self._written_at = self._clock.now()
 
     def sync_due(self) -> bool:
-        """Whether the pages written since the last sync should be made durable now."""
+        """Whether the pages taken since the last sync should be made durable now."""
         durability = self._durability
         return (
             self.position.pages - self.durable.pages >= durability.pages
@@ -216,17 +242,25 @@ class Journal:
         )
 
     def sync(self) -> None:
-        """Make everything written durable (the output, then the checkpoint naming it committed)."""
-        position = self.position
+        """Write what is left, then make it durable: the output, then the checkpoint naming it committed."""
+        self.write()
+        position = self.written
         self.output.sync()
         self._write_checkpoint(position)
         self.durable = position
         self._synced_at = self._clock.now()
 
     def settle(self) -> None:
-        """Cut off what a failed write left past the last complete page, and sync."""
-        if self.output.size() > self.position.length:
-            self.output.truncate(self.position.length)
+        """Write and sync what was taken; if that fails, cut the file back to the last page written
+        whole and sync that."""
+        try:
+            self.write()
+        except OutputError:
+            self._unwritten.clear()  # a resume fetches them again
+            self._unwritten_bytes = 0
+            self.position = self.written
+        if self.output.size() > self.written.length:
+            self.output.truncate(self.written.length)
         self.sync()
 
     def rebuild(self, lines: Iterable[bytes], pages: int) -> Position:
@@ -250,7 +284,7 @@ class Journal:
         length += len(buffer)
         done = Position(Cursor(step=1, done=True), length, digest.hexdigest(), rows, pages)
         self._write_checkpoint(done)
-        self.position = self.durable = done
+        self.position = self.written = self.durable = done
         self._digest = digest
         return done
 
