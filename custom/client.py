@@ -75,22 +75,10 @@ class PageModel(Protocol[T_co]):
     def next_token(self) -> str | None | Unset: ...
 
 
-class ListOperation(Protocol[T_co]):
-    """A generated list module, e.g. ``amperity_async.api.segments.list_segment``."""
-
-    @property
-    def asyncio_detailed(self) -> Callable[..., Awaitable[Response[PageModel[T_co] | ErrorResponse]]]: ...
-
-
-class Operation(Protocol[T_co]):
-    """Any generated operation module, e.g. ``amperity_async.api.workflow.run_workflow``."""
-
-    @property
-    def asyncio_detailed(self) -> Callable[..., Awaitable[Response[T_co | ErrorResponse]]]: ...
-
-
-ListOperationLike = ListOperation[T] | Callable[..., Awaitable[Response[PageModel[T] | ErrorResponse]]]
-OperationLike = Operation[T] | Callable[..., Awaitable[Response[T | ErrorResponse]]]
+# The generator's own functions (``list_segment.asyncio_detailed``): their ``client`` argument is a
+# keyword, so only their result can be typed through; a module's typed ``call`` types the arguments.
+GeneratedFunction = Callable[..., Awaitable[Response[T | ErrorResponse]]]
+GeneratedListFunction = Callable[..., Awaitable[Response[PageModel[T] | ErrorResponse]]]
 
 
 class TypedOperation(Protocol[P, T_co]):
@@ -364,7 +352,7 @@ class AmperityClient(ResourceView):
     ) -> T: ...
 
     @overload
-    async def call(self, operation: OperationLike[T], /, *args: Any, **params: Any) -> T: ...
+    async def call(self, operation: GeneratedFunction[T], /, *args: Any, **params: Any) -> T: ...
 
     @overload
     async def call(self, operation: str, /, *args: Any, **params: Any) -> Any: ...
@@ -403,7 +391,7 @@ class AmperityClient(ResourceView):
     @overload
     def pages(
         self,
-        operation: ListEndpoint[..., Any, T] | ListOperationLike[T],
+        operation: ListEndpoint[..., Any, T] | GeneratedListFunction[T],
         /,
         *args: Any,
         start_token: str | None = None,
@@ -500,7 +488,7 @@ class AmperityClient(ResourceView):
     @overload
     def paginate(
         self,
-        operation: ListEndpoint[..., Any, T] | ListOperationLike[T],
+        operation: ListEndpoint[..., Any, T] | GeneratedListFunction[T],
         /,
         *args: Any,
         max_items: int | None = None,
