@@ -371,8 +371,11 @@ class AmperityClient(ResourceView):
         typed: Callable[..., Awaitable[Any]] = module.call
         return await _with_arguments(info.name, typed, (self, *args), params)
 
-    def _pageable(self, operation: object) -> tuple[OperationInfo, ModuleType]:
+    def _pageable(self, operation: object, params: Mapping[str, Any]) -> tuple[OperationInfo, ModuleType]:
+        """The list operation to page through, refused with the reason when it cannot be paged."""
         info, module = self._module(operation)
+        if "next_token" in params:
+            raise ConfigurationError("pass start_token=... to resume from a cursor, not next_token")
         if info.returns_list and not info.paginated:
             window = f" (at most {info.max_window_days} days each)" if info.max_window_days else ""
             raise ConfigurationError(
@@ -424,7 +427,7 @@ class AmperityClient(ResourceView):
         if isinstance(operation, Endpoint):
             options = {name: params.pop(name) for name in _PAGE_OPTIONS if name in params}
             return self._pages_endpoint(operation, args, params, **options)
-        info, module = self._pageable(operation)
+        info, module = self._pageable(operation, params)
         typed: Callable[..., PageIterator[Any]] | None = getattr(module, "pages", None)
         if typed is None:  # a list whose items are not models has no typed form: the descriptor serves
             return self.pages(module.ENDPOINT, *args, **params)
@@ -441,9 +444,7 @@ class AmperityClient(ResourceView):
         prefetch: bool | None = None,
         pagination_guards: PaginationGuards | None = None,
     ) -> PageIterator[Any]:
-        info, _ = self._pageable(endpoint)
-        if "next_token" in params:
-            raise ConfigurationError("pass start_token=... to resume from a cursor, not next_token")
+        info, _ = self._pageable(endpoint, params)
         convert: Callable[[Any], Any] = endpoint.item if isinstance(endpoint, ListEndpoint) else _as_is
 
         async def fetch(token: str | None) -> Page[Any]:
@@ -521,7 +522,7 @@ class AmperityClient(ResourceView):
         if isinstance(operation, Endpoint):
             max_items = params.pop("max_items", None)
             return ItemIterator(self.pages(operation, *args, **params), max_items=max_items)
-        info, module = self._pageable(operation)
+        info, module = self._pageable(operation, params)
         typed: Callable[..., ItemIterator[Any]] | None = getattr(module, "items", None)
         if typed is None:
             return self.paginate(module.ENDPOINT, *args, **params)

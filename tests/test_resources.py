@@ -524,6 +524,8 @@ async def test_pages_of_a_list_without_a_cursor_and_next_token_are_refused() -> 
             client.paginate(get_workflow, "wf-1")
         with pytest.raises(TypeError, match="next_token"):
             client.segments.list.pages(next_token="x")  # type: ignore[call-arg]
+        with pytest.raises(ConfigurationError, match="pass start_token=... to resume from a cursor"):
+            client.pages(list_segment, next_token="x")
 
 
 async def test_every_generic_form_sends_the_same_request() -> None:
