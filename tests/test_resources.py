@@ -694,3 +694,28 @@ def test_a_regenerated_spec_brings_its_new_operations_as_methods(variant_package
         ["GET", f"{BASE}/journeys?limit=1&next_token=t2&state=live"],
         ["GET", f"{BASE}/journeys?limit=1"],
     ]
+
+
+def test_the_real_time_api_gets_one_area_with_short_lookups() -> None:
+    """openapi/realtime.json, as it will be merged: tag ``realtime`` is one area, named by the override."""
+    document = json.loads((PROJECT / "openapi" / "realtime.json").read_text(encoding="utf-8"))
+    index = {
+        op["operationId"]: {"module": "amperity_async.api.realtime." + op["operationId"].replace("-", "_")}
+        for item in document["paths"].values()
+        for op in item.values()
+        if isinstance(op, dict) and "operationId" in op
+    }
+    placed = {
+        p.operation_id: (p.area, p.method)
+        for p in place_operations(document, index, Overrides.load(PROJECT / RESOURCE_NAMES))
+    }
+    assert placed == {
+        "send-event": ("realtime", "send_event"),
+        "lookup-profile": ("realtime", "lookup"),
+        "lookup-profile-by-keys": ("realtime", "lookup_by_keys"),
+        "get-collection-profile": ("realtime", "get_collection_profile"),
+        "list-segment-members": ("realtime", "list_segment_members"),
+        "list-profile-segments": ("realtime", "list_profile_segments"),
+        "get-collection-stats": ("realtime", "get_collection_stats"),
+        "get-collection-history": ("realtime", "get_collection_history"),
+    }
