@@ -291,8 +291,9 @@ class AmperityClient(ResourceView):
             return info
         return self.registry.for_operation(operation)
 
-    def _module(self, operation: object) -> tuple[OperationInfo, ModuleType]:
-        info = self.operation(operation)  # type: ignore[arg-type]
+    def _module(self, operation: Any) -> tuple[OperationInfo, ModuleType]:
+        """The operation's metadata and generated module; anything else raises naming what was given."""
+        info = self.operation(operation)
         return info, info.load_module()
 
     async def _send(
