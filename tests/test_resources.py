@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 import amperity_async.models
-from amperity_async import AmperityClient, ConfigurationError, NotFoundError
+from amperity_async import AmperityClient, ConfigurationError, NotFoundError, ResponseValidationError
 from amperity_async.api.segments import list_segment
 from amperity_async.api.workflow import get_workflow, run_workflow
 from amperity_async.custom.endpoints import Endpoint, ListEndpoint
@@ -513,6 +513,18 @@ async def test_errors_are_the_typed_errors_of_the_layer() -> None:
             await client.workflows.stop("wf-0")
     assert caught.value.status_code == 404 and "no workflow wf-0" in str(caught.value)
     assert wire.requests[0].url.path == "/api/workflow/runs/wf-0/stop"
+
+
+async def test_answers_that_do_not_match_the_spec_raise_the_validation_error() -> None:
+    wire = Wire(answers=[(200, {"data": "not a list"}), (201, {"id": 5}), (200, {"data": [{"name": 1}]})])
+    async with wire.client() as client:
+        with pytest.raises(ResponseValidationError, match="data"):
+            await client.segments.list()
+        with pytest.raises(ResponseValidationError, match="run-workflow"):
+            await client.workflows.run(config_id="cg-1")
+        with pytest.raises(ResponseValidationError):
+            [s async for s in client.segments.list.items()]
+    assert len(wire.requests) == 3  # a POST is never repeated for a bad answer
 
 
 async def test_pages_of_a_list_without_a_cursor_and_next_token_are_refused() -> None:
