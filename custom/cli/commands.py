@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 
-from ..auth import ClientCredentials
+from ..tokens import ClientCredentials
 from ..client import AmperityClient
 from ..extract import (
     Manifest,

@@ -12,7 +12,7 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..auth import ClientCredentials, StaticToken, TokenSource
+from ..tokens import ClientCredentials, StaticToken, TokenSource
 from ..client import DEFAULT_BASE_URL, AmperityClient
 from ..operations import CONTROL_PLANE, PROFILE, REGISTRY
 from .failures import UsageError
