@@ -41,6 +41,7 @@ from tools.specs.generate import RESOURCE_NAMES, ModuleNames, generate, operatio
 from tools.specs.resources import (
     Overrides,
     ResourceNamesError,
+    client_attributes,
     place_operations,
     plural,
     render_resources_module,
@@ -173,6 +174,7 @@ def _document(*operations: tuple[str, str, str, str]) -> tuple[dict[str, Any], d
         paths.setdefault(path, {})[method] = {"operationId": op_id, "tags": [tag]}
         module = op_id.replace("-", "_")
         index[op_id] = {"module": f"amperity_async.api.x.{module}", "method": method.upper(), "path": path}
+        index[op_id]["paginated"] = False
     return {"paths": paths}, index
 
 
@@ -253,6 +255,18 @@ def test_rendering_refuses_nothing_valid_and_is_deterministic() -> None:
     # Without a ListMethod in the module the list is bound as a plain Method.
     plain = render_resources_module(document, index, overrides, lambda module: False)
     assert "ListMethod" not in plain
+
+
+def test_an_area_the_client_would_hide_stops_the_generation_with_the_remedy() -> None:
+    document, index = _document(("get", "/stats", "list-stats", "Stats"), ("get", "/x", "list-x", "Pages"))
+    taken = client_attributes(PROJECT / "custom" / "client.py")
+    assert {"call", "pages", "paginate", "stats", "tenant", "http"} <= taken
+    with pytest.raises(
+        ResourceNamesError, match="pages, stats would be hidden .* openapi/resource-names.yaml"
+    ):
+        render_resources_module(document, index, Overrides(), lambda module: False, taken)
+    renamed = Overrides.from_data({"areas": {"Stats": "statistics", "Pages": "web_pages"}})
+    assert "def statistics(self)" in render_resources_module(document, index, renamed, lambda m: False, taken)
 
 
 # --- the view on a client -------------------------------------------------------------------------

@@ -29,7 +29,13 @@ from openapi_python_client.schema.untrusted_string import UntrustedString
 from openapi_python_client.strings import PythonIdentifier
 
 from .normalize import HTTP_METHODS
-from .resources import Overrides, ResourceNamesError, defines_list_method, render_resources_module
+from .resources import (
+    Overrides,
+    ResourceNamesError,
+    client_attributes,
+    defines_list_method,
+    render_resources_module,
+)
 from .sources import copy_tree_atomically
 
 PACKAGE = "amperity_async"
@@ -200,6 +206,11 @@ def generation_inputs(project: Path, spec: Path) -> str:
     add("resources.py", (Path(__file__).parent / "resources.py").read_bytes())
     names = project / RESOURCE_NAMES
     add("resource names", names.read_bytes() if names.is_file() else b"")
+    # No area may take a name the client uses itself (a new one there may hide an area).
+    client = project / "custom" / "client.py"
+    add(
+        "client attributes", " ".join(sorted(client_attributes(client))).encode() if client.is_file() else b""
+    )
     for tool in ("openapi-python-client", "ruff"):
         try:
             add(tool, importlib.metadata.version(tool).encode())
@@ -297,6 +308,7 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
                 operation_index(document, ModuleNames(config)),
                 Overrides.load(project / RESOURCE_NAMES),
                 defines_list_method(staging),
+                client_attributes(project / "custom" / "client.py"),
             )
         except ResourceNamesError as exc:
             raise GenerateError(f"the resource view cannot be generated: {exc}") from exc

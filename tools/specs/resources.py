@@ -211,6 +211,28 @@ def defines_list_method(package: Path) -> Callable[[str], bool]:
     return check
 
 
+def client_attributes(source: Path) -> set[str]:
+    """The public names ``AmperityClient`` (``custom/client.py``) defines itself: an area with one of
+    these names would be hidden behind it. A tree without the client takes none."""
+    if not source.is_file():
+        return set()
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if not (isinstance(node, ast.ClassDef) and node.name == "AmperityClient"):
+            continue
+        for member in ast.walk(node):
+            if isinstance(member, ast.FunctionDef | ast.AsyncFunctionDef) and member in node.body:
+                names.add(member.name)
+            elif isinstance(member, ast.Attribute) and isinstance(member.ctx, ast.Store):
+                if isinstance(member.value, ast.Name) and member.value.id == "self":
+                    names.add(member.attr)
+            elif isinstance(member, ast.AnnAssign | ast.Assign) and member in node.body:
+                targets = [member.target] if isinstance(member, ast.AnnAssign) else member.targets
+                names.update(target.id for target in targets if isinstance(target, ast.Name))
+    return {name for name in names if not name.startswith("_")}
+
+
 def _method_class(info: Mapping[str, Any], module: str, has_list_method: Callable[[str], bool]) -> str:
     """``ListMethod`` for a list whose cursor can be followed, ``Method`` for everything else."""
     return "ListMethod" if info["paginated"] and has_list_method(module) else "Method"
@@ -221,8 +243,16 @@ def render_resources_module(
     index: Mapping[str, Mapping[str, Any]],
     overrides: Overrides,
     has_list_method: Callable[[str], bool],
+    taken: Iterable[str] = (),
 ) -> str:
+    """The module; ``taken`` are names the client uses itself, which no area may have."""
     placements = place_operations(document, index, overrides)
+    hidden = sorted({p.area for p in placements} & set(taken))
+    if hidden:
+        raise ResourceNamesError(
+            f"the area(s) {', '.join(hidden)} would be hidden behind AmperityClient's own attributes: "
+            f"name them under 'areas' (by tag) or 'operations' in openapi/resource-names.yaml"
+        )
     operations = {
         op["operationId"]: op
         for item in document.get("paths", {}).values()
