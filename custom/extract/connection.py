@@ -48,8 +48,14 @@ def credentials_from_env(environ: Mapping[str, str] | None = None) -> TokenSourc
     )
 
 
-def _api_versions(value: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted(value.items()))
+def _api_versions(value: Mapping[str, str] | tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """Every API's version: those given, the operation index's default for the others."""
+    given = dict(value)
+    return tuple(
+        sorted(
+            {api: given.get(api) or REGISTRY.default_version(api) for api in (CONTROL_PLANE, PROFILE)}.items()
+        )
+    )
 
 
 @attrs.frozen
@@ -58,7 +64,7 @@ class Connection:
 
     tenant: str
     base_url: str
-    api_versions: tuple[tuple[str, str], ...] = attrs.field(converter=_api_versions)
+    api_versions: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_api_versions)
     max_retries: int = 5
     credentials: Callable[[], TokenSource] = credentials_from_env
     """Called on the worker. It is pickled with the spec: it must fetch secrets, never carry them."""
@@ -74,24 +80,24 @@ class Connection:
         """The connection of an existing client (its tenant, base URL and api versions)."""
         return cls(client.tenant, client.base_url, dict(client.api_versions), max_retries, credentials)
 
-    def api_version(self, api: str) -> str:
-        return dict(self.api_versions).get(api) or REGISTRY.default_version(api)
-
     def client(self, limiters: Mapping[str, Limiter] | None = None) -> AmperityClient:
         """A client for this connection; ``limiters`` per API (missing: the documented default)."""
-        chosen = dict(limiters or {})
+        chosen, versions = dict(limiters or {}), dict(self.api_versions)
         return AmperityClient(
             tenant=self.tenant,
             auth=self.credentials(),
             base_url=self.base_url,
-            api_version=self.api_version(CONTROL_PLANE),
-            profile_api_version=self.api_version(PROFILE),
+            api_version=versions[CONTROL_PLANE],
+            profile_api_version=versions[PROFILE],
             rate_limit=chosen.get(CONTROL_PLANE),
             profile_rate_limit=chosen.get(PROFILE),
             max_retries=self.max_retries,
         )
 
-    def matches(self, client: AmperityClient) -> bool:
-        return (client.tenant, client.base_url) == (self.tenant, self.base_url) and all(
-            client.api_versions.get(api) == version for api, version in self.api_versions
-        )
+    def difference(self, client: AmperityClient) -> str | None:
+        """How ``client`` differs from this connection, in words; None when it is one of its clients."""
+        if (client.tenant, client.base_url) != (self.tenant, self.base_url):
+            return f"tenant {client.tenant!r} at {client.base_url}, not tenant {self.tenant!r} at {self.base_url}"
+        if dict(client.api_versions) != dict(self.api_versions):
+            return f"api versions {dict(client.api_versions)}, not {dict(self.api_versions)}"
+        return None
