@@ -44,7 +44,9 @@ class ShardSpec:
     def operation_info(self) -> OperationInfo:
         op = REGISTRY.get(self.operation)
         if op is None:
-            raise ConfigurationError(f"this worker's amperity-async does not know the operation {self.operation!r}")
+            raise ConfigurationError(
+                f"this worker's amperity-async does not know the operation {self.operation!r}"
+            )
         return op
 
     def plan(self) -> Plan:
@@ -60,7 +62,11 @@ class WorkReport:
 
 
 async def run_shard(
-    spec: ShardSpec, client: AmperityClient, *, on_page: ProgressHook | None = None, stats: ExtractStats | None = None
+    spec: ShardSpec,
+    client: AmperityClient,
+    *,
+    on_page: ProgressHook | None = None,
+    stats: ExtractStats | None = None,
 ) -> ExtractStats:
     """Extract ``spec`` into ``spec.out`` with ``client`` (which must be for the spec's tenant)."""
     difference = spec.connection.difference(client)
@@ -81,7 +87,9 @@ async def run_concurrently(
     return results
 
 
-async def _run_into(spec: ShardSpec, client: AmperityClient, on_page: ProgressHook | None, stats: ExtractStats) -> None:
+async def _run_into(
+    spec: ShardSpec, client: AmperityClient, on_page: ProgressHook | None, stats: ExtractStats
+) -> None:
     await run_shard(spec, client, on_page=on_page, stats=stats)
 
 
