@@ -10,6 +10,7 @@ Exit status: 0 done, 1 failed, 2 bad input, 130 interrupted.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
@@ -163,12 +164,17 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    trio = sys.modules.get("trio")
+    return isinstance(exc, asyncio.CancelledError) or (trio is not None and isinstance(exc, trio.Cancelled))
+
+
 def failure(exc: BaseException) -> Failed:
     """The one line (and kind) a failed worker reports; cancellations give way to their cause."""
     leaves = _leaves(exc)
     if any(isinstance(e, KeyboardInterrupt) for e in leaves):
         return Failed("interrupted", "interrupted")
-    real = [e for e in leaves if not isinstance(e, anyio.get_cancelled_exc_class())] or leaves
+    real = [e for e in leaves if not _is_cancellation(e)] or leaves
     first = next((e for e in real if not isinstance(e, ParentGoneError)), real[0])
     kind: Literal["input", "run"] = (
         "input" if isinstance(first, (ConfigurationError, ExtractionInputError)) else "run"
