@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from amperity_async.custom.auth import ClientCredentials
+from amperity_async.custom.tokens import ClientCredentials
 from amperity_async.custom.client import AmperityClient
 from amperity_async.custom.extract import Manifest, Window, extract_all, extract_to_file
 from amperity_async.custom.extract.boundaries import BoundaryGuard, timestamp_field

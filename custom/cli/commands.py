@@ -13,7 +13,7 @@ from pathlib import Path
 
 import anyio
 
-from ..auth import ClientCredentials
+from ..tokens import ClientCredentials
 from ..client import AmperityClient
 from ..extract import (
     Connection,

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ..auth import ClientCredentials, StaticToken, TokenSource
+from ..tokens import ClientCredentials, StaticToken, TokenSource
 from ..client import DEFAULT_BASE_URL, AmperityClient
 from ..extract import Budget, BudgetServer, OwnBudget, Rates, RedisBudget, parse_rate
 from ..extract.budgets import REDIS_URL_VARIABLE, RateSetting

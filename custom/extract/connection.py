@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-from ..auth import ClientCredentials, StaticToken, TokenSource
+from ..tokens import ClientCredentials, StaticToken, TokenSource
 from ..client import AmperityClient
 from ..errors import ConfigurationError
 from ..operations import CONTROL_PLANE, PROFILE, REGISTRY
