@@ -118,8 +118,9 @@ def client_from(args: argparse.Namespace, limiters: Mapping[str, Limiter] | None
 @contextlib.asynccontextmanager
 async def open_client(args: argparse.Namespace, budget: Budget) -> AsyncIterator[AmperityClient]:
     """The command's client, limited by ``budget`` (opened for the client's lifetime)."""
+    tenant = tenant_from(args)
     auth_from(args)  # missing credentials fail before the budget is opened
-    async with budget.limiters(tenant_from(args)) as limiters, client_from(args, limiters) as client:
+    async with budget.limiters(tenant) as limiters, client_from(args, limiters) as client:
         yield client
 
 
