@@ -6,6 +6,8 @@
 - ``everything``: every list of a tenant into one folder, with a manifest (``FolderJob``).
 - ``specs``: picklable shard specs and ``run_shard``, to run anywhere; ``connection`` is what a
   worker needs to reach the tenant (no secrets), ``budgets`` the rate budget workers share.
+- ``processes`` (with ``worker``, ``budget_server``): specs run by worker processes on one machine;
+  ``on_dask``: specs run as tasks on a Dask cluster.
 - ``output`` locks and writes files; ``checkpoint`` is the record; ``boundaries`` keeps items on a
   window boundary from being written twice; ``windows`` parses and splits time windows.
 """
@@ -26,6 +28,7 @@ from .everything import MANIFEST_NAME, FolderJob, Manifest, extract_all
 from .files import ExtractStats, extract_plan, extract_to_file, extract_to_stream
 from .journal import Resumption
 from .plan import Plan
+from .on_dask import run_on_dask
 from .shards import ListJob, extract_sharded
 from .specs import ShardSpec, WorkReport, run_batch, run_shard, run_shard_sync
 from .windows import Window, format_timestamp, parse_timestamp
@@ -47,6 +50,7 @@ __all__ = [
     "credentials_from_env",
     "parse_rate",
     "run_batch",
+    "run_on_dask",
     "run_shard",
     "run_shard_sync",
     "CheckpointError",
