@@ -275,9 +275,10 @@ def fidelity(folder: Path, quick: bool) -> dict[str, Any]:
             "of_limit": requests / seconds / 10,
             "429s": tenant.stats["rate_limited"],
         }
-    profile_rate = 400
+    # Enough index files at once that the budget, not one list's round trips, sets the pace.
+    profile_rate = 200
     config = FakeTenantConfig(
-        rows=50, indexes=4, profiles_per_index=1000 if quick else 3000, profile_rate=profile_rate, seed=8
+        rows=50, indexes=16, profiles_per_index=500 if quick else 1500, profile_rate=profile_rate, seed=8
     )
     with start_in_thread(config) as tenant:
         env = _env(tenant.base_url, tenant.client_id, tenant.client_secret, tenant.config.tenant)
@@ -315,7 +316,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
             "started": started.isoformat(),
             "cpus": os.cpu_count(),
             "scaling": scaling(
-                folder / "static", rounds=2 if quick else 3, pages_per_shard=600 if quick else 2500
+                folder / "static", rounds=2 if quick else 3, pages_per_shard=1500 if quick else 8000
             ),
             "fidelity": fidelity(folder, quick),
             "load_average": {"before": load_before, "after": os.getloadavg()},
