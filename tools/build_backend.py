@@ -4,9 +4,10 @@
 here. Before a wheel (or an editable wheel) is built, the pinned documents are fetched (from
 ``$AMPERITY_SPEC_MIRROR`` when set) and so are the documentation pages the hand-written
 documents were written from (from ``$AMPERITY_DOCS_MIRROR`` when set), all checked against their
-sha256; then the documents are repaired and the package generated, exactly as ``make`` does; a step whose output is up to date is skipped. The sdist
-carries what that needs (the lock, overlays, templates, generator configuration and this
-folder), never Amperity's documents or generated code.
+sha256; then the documents are repaired and the package generated, exactly as ``make`` does;
+a step whose output is up to date is skipped. The sdist carries what that needs (the lock,
+overlays, templates, the hand-written documents, generator configuration and this folder), never
+Amperity's documents or generated code.
 """
 
 from __future__ import annotations
@@ -79,7 +80,9 @@ def generate_package(project: Path) -> None:
         pages = (
             f"${DOCS_MIRROR_ENV} ({docs_mirror})"
             if docs_mirror
-            else f"{mirror}/pages" if mirror else "their upstream URLs"
+            else f"{mirror}/pages"
+            if mirror
+            else "their upstream URLs"
         )
         raise BuildError(
             f"{exc}\nThe build generates the package from Amperity's pinned OpenAPI documents, "

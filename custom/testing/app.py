@@ -413,7 +413,8 @@ class TenantApp:
         if not version:
             return f"the api-version header is required (supported: {', '.join(supported)})"
         if version not in supported:
-            return f"unsupported api-version {version!r} for the {op.api} API (supported: {', '.join(supported)})"
+            listed = ", ".join(supported)
+            return f"unsupported api-version {version!r} for the {op.api} API (supported: {listed})"
         if op.stability != "stable" and version != op.stability:
             return f"{op.method} {op.path} exists only in api-version {op.stability!r}, not {version!r}"
         return None

@@ -89,7 +89,9 @@ def read_query(
 
 
 def _unknown(op: Operation, key: str) -> str:
-    accepted = ", ".join(f"{n}[...]" if p.deep_object else n for n, p in op.query.items() if not p.form_object)
+    accepted = ", ".join(
+        f"{n}[...]" if p.deep_object else n for n, p in op.query.items() if not p.form_object
+    )
     accepted = accepted or "none"
     return f"unknown query parameter {key!r} for {op.method} {op.path} (accepted: {accepted})"
 

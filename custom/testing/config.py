@@ -156,7 +156,11 @@ def _statuses_first(value: Mapping[str, Any] | str) -> dict[str, tuple[int, int]
     for name, given in _items(value, "fail_first", "STATUSxCOUNT"):
         if isinstance(given, str):
             status_text, _, count_text = given.lower().partition("x")
-            parsed = (int(status_text), int(count_text or "1")) if status_text.isdigit() and (count_text or "1").isdigit() else None
+            parsed = (
+                (int(status_text), int(count_text or "1"))
+                if status_text.isdigit() and (count_text or "1").isdigit()
+                else None
+            )
         elif isinstance(given, tuple | list) and len(given) == 2:
             parsed = (given[0], given[1])
         else:
@@ -168,7 +172,8 @@ def _statuses_first(value: Mapping[str, Any] | str) -> dict[str, tuple[int, int]
             or parsed[1] < 1
         ):
             raise ConfigurationError(
-                f"fail_first[{name!r}] must be an error status and a count, STATUSxCOUNT such as 503x2, got {given!r}"
+                f"fail_first[{name!r}] must be an error status and a count, STATUSxCOUNT such as 503x2, "
+                f"got {given!r}"
             )
         chosen[name] = (int(parsed[0]), int(parsed[1]))
     return chosen
@@ -347,7 +352,9 @@ class FakeTenantConfig:
     paused_streams: frozenset[str] = attrs.field(
         factory=frozenset,
         converter=_operation_names,
-        metadata=_help("event streams not accepting events: posting answers 409", syntax="STREAM[,STREAM...]"),
+        metadata=_help(
+            "event streams not accepting events: posting answers 409", syntax="STREAM[,STREAM...]"
+        ),
     )
 
     spec_path: Path | None = attrs.field(
@@ -369,7 +376,9 @@ class FakeTenantConfig:
     realtime_rate: int = attrs.field(
         default=2000,
         validator=_positive,
-        metadata=_help("Real-time API requests per second (Amperity documents none; the Profile API's is assumed)"),
+        metadata=_help(
+            "Real-time API requests per second (Amperity documents none; the Profile API's is assumed)"
+        ),
     )
     rate_window: str = attrs.field(
         default="sliding",
@@ -574,7 +583,9 @@ class FakeTenantConfig:
                 )
         both = sorted(self.dropping_streams & self.paused_streams)
         if both:
-            raise ConfigurationError(f"fake tenant streams {', '.join(both)} cannot both drop events and be paused")
+            raise ConfigurationError(
+                f"fake tenant streams {', '.join(both)} cannot both drop events and be paused"
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> FakeTenantConfig:

@@ -92,7 +92,9 @@ class ProfileCollection:
 
     def keychain_fields(self, event: Mapping[str, Any]) -> dict[str, str]:
         """The event's fields that are keychain values of this collection, in keychain order."""
-        return {t: str(event[t]) for t in self.keychain if isinstance(event.get(t), str | int) and str(event[t])}
+        return {
+            t: str(event[t]) for t in self.keychain if isinstance(event.get(t), str | int) and str(event[t])
+        }
 
     def count_at(self, ms: int) -> int:
         """How many profiles existed at ``ms`` (created at or before it)."""
@@ -121,7 +123,9 @@ class ProfileStore:
 
     def __init__(self, config: FakeTenantConfig) -> None:
         self.config = config
-        self.collections = {cid: ProfileCollection(cid, config.keychain) for cid in config.profile_collections}
+        self.collections = {
+            cid: ProfileCollection(cid, config.keychain) for cid in config.profile_collections
+        }
         self.streams = dict(config.event_streams)
         self.segments = {
             sid: Segment(sid, sid.removeprefix("rts-").replace("-", " ").capitalize(), attribute, value)
@@ -223,7 +227,12 @@ class ProfileStore:
         if profile is None:
             first = next(iter(keys.items()))
             profile = StoredProfile(
-                self._profile_id(collection.collection_id, f"{first[0]}={first[1]}"), {}, {}, now_ms, now_ms, now_ms
+                self._profile_id(collection.collection_id, f"{first[0]}={first[1]}"),
+                {},
+                {},
+                now_ms,
+                now_ms,
+                now_ms,
             )
             collection.add(profile)
         for link_type, value in keys.items():
@@ -253,7 +262,9 @@ class ProfileStore:
     def memberships(self, collection_id: str, profile_id: str) -> list[dict[str, str]]:
         profile = self.profile(collection_id, profile_id)
         return [
-            {"segment_id": s.segment_id, "segment_name": s.name} for s in self.segments.values() if s.holds(profile)
+            {"segment_id": s.segment_id, "segment_name": s.name}
+            for s in self.segments.values()
+            if s.holds(profile)
         ]
 
     def stats(self, collection_id: str) -> dict[str, Any]:
@@ -274,7 +285,9 @@ class ProfileStore:
         buckets = (before - first) // size + 1
         if buckets > MAX_HISTORY_BUCKETS:
             raise StoreError(
-                f"the window holds {buckets} buckets of a {scale}; at most {MAX_HISTORY_BUCKETS} are answered", 400
+                f"the window holds {buckets} buckets of a {scale}; at most {MAX_HISTORY_BUCKETS} "
+                f"are answered",
+                400,
             )
         data = [
             {"bucket": _timestamp(start), "count": collection.count_at(start + size - 1)}

@@ -216,7 +216,9 @@ class TenantSpec:
             api: tuple(str(v) for v in meta.get("versions", ())) for api, meta in apis.items()
         }
         self.base_paths: dict[str, str] = {api: str(meta.get("base_path", "")) for api, meta in apis.items()}
-        self._version_headers = {api: meta.get("version_header", True) is not False for api, meta in apis.items()}
+        self._version_headers = {
+            api: meta.get("version_header", True) is not False for api, meta in apis.items()
+        }
         self.schemas: dict[str, Schema] = {
             name: self.resolver.resolve(schema)
             for name, schema in ((document.get("components") or {}).get("schemas") or {}).items()

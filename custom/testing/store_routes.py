@@ -62,7 +62,9 @@ def _filled(template: str, values: Sequence[str]) -> str:
 
 
 class StoreRoutes:
-    def __init__(self, spec: TenantSpec, store: ProfileStore, config: FakeTenantConfig, codec: CursorCodec) -> None:
+    def __init__(
+        self, spec: TenantSpec, store: ProfileStore, config: FakeTenantConfig, codec: CursorCodec
+    ) -> None:
         self.store = store
         self.config = config
         self.codec = codec
@@ -116,7 +118,9 @@ class StoreRoutes:
             page: dict[str, Any] = {"data": [{"profile_id": p} for p in shown], "total": len(members)}
             if len(members) > len(shown):
                 # A cursor the endpoint does not accept back, as its page documents.
-                page["next_token"] = self.codec.encode(self.codec.query_digest(("members", values[0])), len(shown))
+                page["next_token"] = self.codec.encode(
+                    self.codec.query_digest(("members", values[0])), len(shown)
+                )
             return StoreAnswer(200, page)
         if action == "profile-segments":
             return StoreAnswer(200, self._page(op, values, plain, store.memberships(values[0], values[1])))
@@ -125,8 +129,12 @@ class StoreRoutes:
         if action == "history":
             after = parse_datetime_ms("after", plain["after"]) if "after" in plain else None
             before = parse_datetime_ms("before", plain["before"]) if "before" in plain else None
-            return StoreAnswer(200, store.history(values[0], plain.get("scale", "day"), after, before, now_ms))
-        raise RequestError(f"{op.operation_id}: the fake tenant's profile store has no action {action!r}", 500)
+            return StoreAnswer(
+                200, store.history(values[0], plain.get("scale", "day"), after, before, now_ms)
+            )
+        raise RequestError(
+            f"{op.operation_id}: the fake tenant's profile store has no action {action!r}", 500
+        )
 
     def _page(
         self, op: Operation, values: tuple[str, ...], plain: Mapping[str, str], items: list[dict[str, str]]
@@ -176,7 +184,9 @@ class StoreRoutes:
             raise RequestError("a Content-Length header is required (the body must not be chunked)", 411)
         limit = op.max_body_bytes
         if limit is not None and request.content_length > limit:
-            raise RequestError(f"the event is {request.content_length} bytes; at most {limit} are accepted", 413)
+            raise RequestError(
+                f"the event is {request.content_length} bytes; at most {limit} are accepted", 413
+            )
         if request.content_type != _JSON:
             raise RequestError(f"Content-Type must be {_JSON}, got {request.content_type!r}", 415)
         return await self._json_body(request, op)

@@ -97,14 +97,18 @@ def _form_spread(document: dict[str, Any], param: dict[str, Any]) -> bool:
 def _statuses(operation: dict[str, Any], marker: str) -> list[int]:
     value = operation.get(marker) or []
     if not isinstance(value, list) or not all(isinstance(s, int) and 100 <= s <= 599 for s in value):
-        raise GenerateError(f"{operation.get('operationId')}: {marker} must be a list of HTTP statuses, got {value!r}")
+        raise GenerateError(
+            f"{operation.get('operationId')}: {marker} must be a list of HTTP statuses, got {value!r}"
+        )
     return sorted(value)
 
 
 def _positive_int(operation: dict[str, Any], marker: str) -> int | None:
     value = operation.get(marker)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-        raise GenerateError(f"{operation.get('operationId')}: {marker} must be a positive integer, got {value!r}")
+        raise GenerateError(
+            f"{operation.get('operationId')}: {marker} must be a positive integer, got {value!r}"
+        )
     return value
 
 
@@ -188,12 +192,16 @@ def render_operations_module(document: dict[str, Any], names: ModuleNames) -> st
         for api, entry in apis.items()
     }
     ops = operation_index(document, names)
+
+    def pretty(value: Any) -> str:
+        return pprint.pformat(value, sort_dicts=True, width=100)
+
     return (
         '"""Operation metadata from the normalized spec, for the hand-written layer."""\n\n'
         "from typing import Any\n\n"
-        f"API_VERSIONS: dict[str, dict[str, Any]] = {pprint.pformat(versions, sort_dicts=True, width=100)}\n\n"
-        f"APIS: dict[str, dict[str, Any]] = {pprint.pformat(bases, sort_dicts=True, width=100)}\n\n"
-        f"OPERATIONS: dict[str, dict[str, Any]] = {pprint.pformat(ops, sort_dicts=True, width=100)}\n"
+        f"API_VERSIONS: dict[str, dict[str, Any]] = {pretty(versions)}\n\n"
+        f"APIS: dict[str, dict[str, Any]] = {pretty(bases)}\n\n"
+        f"OPERATIONS: dict[str, dict[str, Any]] = {pretty(ops)}\n"
     )
 
 

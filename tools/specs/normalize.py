@@ -60,7 +60,11 @@ def without_prose(node: Any) -> Any:
 def base_path(document: dict[str, Any], doc: PinnedDocument) -> str:
     """The path its first server gives a document's operations (``/api``), without a trailing slash."""
     servers = document.get("servers")
-    url = servers[0].get("url") if isinstance(servers, list) and servers and isinstance(servers[0], dict) else None
+    url = (
+        servers[0].get("url")
+        if isinstance(servers, list) and servers and isinstance(servers[0], dict)
+        else None
+    )
     if not isinstance(url, str):
         raise NormalizeError(f"{doc.file}: no servers[0].url to take the {doc.api} API's base path from")
     return urlsplit(url.replace("{", "").replace("}", "")).path.rstrip("/")
@@ -80,7 +84,11 @@ def declares_version_header(document: dict[str, Any]) -> bool:
             ref = param.get("$ref", "") if isinstance(param, dict) else ""
             if ref.startswith("#/components/parameters/"):
                 param = shared.get(ref.rsplit("/", 1)[-1], {})
-            if isinstance(param, dict) and param.get("in") == "header" and str(param.get("name")).lower() == "api-version":
+            if (
+                isinstance(param, dict)
+                and param.get("in") == "header"
+                and str(param.get("name")).lower() == "api-version"
+            ):
                 return True
     return False
 
@@ -101,10 +109,14 @@ def normalize(lock: Lock, upstream_dir: Path) -> tuple[dict[str, Any], list[Acti
         entry["versions"].append(doc.version)
         if doc.role == "stable":
             entry["default_version"] = doc.version
-        for key, value in (("base_path", base_path(document, doc)), ("version_header", declares_version_header(document))):
+        for key, value in (
+            ("base_path", base_path(document, doc)),
+            ("version_header", declares_version_header(document)),
+        ):
             if entry.setdefault(key, value) != value:
                 raise NormalizeError(
-                    f"{doc.file}: the {doc.api} API's documents disagree on its {key} ({entry[key]!r} and {value!r})"
+                    f"{doc.file}: the {doc.api} API's documents disagree on its {key} "
+                    f"({entry[key]!r} and {value!r})"
                 )
         reports.extend(repair(document, doc, lock))
         repaired.append((doc, document))

@@ -41,7 +41,9 @@ class ChecksumMismatch(SpecSourceError):
         "If upstream published a new revision on purpose, run 'make update-spec' to re-pin and regenerate."
     )
 
-    def __init__(self, file: str, expected: str, actual: str, origin: str, *, advice: str | None = None) -> None:
+    def __init__(
+        self, file: str, expected: str, actual: str, origin: str, *, advice: str | None = None
+    ) -> None:
         self.file, self.expected, self.actual, self.origin = file, expected, actual, origin
         super().__init__(
             f"checksum mismatch for {file} (from {origin}): pinned sha256 {expected}, "
@@ -187,9 +189,7 @@ class Lock:
         """The lock with new pins: ``hashes`` by document file, and by page key for pages."""
         docs = tuple(attrs.evolve(d, sha256=hashes.get(d.file, d.sha256)) for d in self.documents)
         written = tuple(
-            attrs.evolve(
-                d, pages=tuple(attrs.evolve(p, sha256=hashes.get(p.key, p.sha256)) for p in d.pages)
-            )
+            attrs.evolve(d, pages=tuple(attrs.evolve(p, sha256=hashes.get(p.key, p.sha256)) for p in d.pages))
             for d in self.written
         )
         return attrs.evolve(self, documents=docs, written=written)
@@ -315,7 +315,9 @@ def fetch_all(
         try:
             json.loads(path.read_bytes())
         except (OSError, ValueError) as exc:
-            raise SpecSourceError(f"{path} (hand-written, for the {doc.api} API) is not readable JSON: {exc}") from exc
+            raise SpecSourceError(
+                f"{path} (hand-written, for the {doc.api} API) is not readable JSON: {exc}"
+            ) from exc
     for doc in lock.documents:
         origin = source_of(doc, mirror)
         body = reader(origin)

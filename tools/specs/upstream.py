@@ -4,8 +4,8 @@
 whether each documentation page a hand-written document was written from (or the pinned section
 of one, such as the changelog's) is unchanged, and whether the changelog page announces a version
 newer than the pinned one. ``update`` downloads the served documents and pages without verifying
-them, re-pins their sha256, re-normalizes and regenerates, and prints the same differences. The comparisons are pure functions of documents and HTML, so they are
-tested offline.
+them, re-pins their sha256, re-normalizes and regenerates, and prints the same differences. The
+comparisons are pure functions of documents and HTML, so they are tested offline.
 """
 
 from __future__ import annotations
@@ -320,14 +320,24 @@ class UpstreamReport:
         for doc in (d for d in self.written if d.api == api):
             checks = [p for p in self.pages if p.page.document == doc.file]
             same = sum(1 for p in checks if p.state == "same")
-            state = "same" if same == len(checks) else "changed" if any(p.state == "changed" for p in checks) else "unavailable"
+            state = (
+                "same"
+                if same == len(checks)
+                else "changed"
+                if any(p.state == "changed" for p in checks)
+                else "unavailable"
+            )
             lines.append(
                 f"  {doc.version} {doc.file} (hand-written from {len(checks)} documentation pages): {state}"
             )
             for check in checks:
                 if check.state == "same":
                     continue
-                what = f"{check.page.file} (section {check.page.section!r})" if check.page.section else check.page.file
+                what = (
+                    f"{check.page.file} (section {check.page.section!r})"
+                    if check.page.section
+                    else check.page.file
+                )
                 lines.append(f"      page {what}: {check.state}")
                 if check.state == "changed":
                     lines.append(f"          sha256 pinned {check.page.sha256}, served {check.served_sha256}")
@@ -542,7 +552,12 @@ def run_update(
         with _reader(client) as reader:
             served = fetch_all(lock, scratch / "upstream", mirror=mirror, verify=False, reader=reader)
             served |= fetch_pages(
-                lock, scratch / "upstream", docs_mirror=docs_mirror, spec_mirror=mirror, verify=False, reader=reader
+                lock,
+                scratch / "upstream",
+                docs_mirror=docs_mirror,
+                spec_mirror=mirror,
+                verify=False,
+                reader=reader,
             )
         pinned_pages = upstream_dir / PAGES_FOLDER
         if (
