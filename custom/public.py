@@ -1,5 +1,7 @@
 """The public names of the hand-written layer, re-exported by ``amperity_async``."""
 
+from typing import TYPE_CHECKING
+
 from .client import AmperityClient
 from .errors import (
     AmperityDeprecationWarning,
@@ -89,6 +91,12 @@ __all__: list[str] = [
 ]
 # FakeTenant, FakeTenantConfig and RedisTokenBucket are importable by name (see __getattr__) but
 # stay out of __all__: the package star-imports this module, which would import them eagerly.
+if TYPE_CHECKING:
+    # Type checkers see the real class (not __getattr__'s object); at run time redis stays unimported
+    # until the name is used.
+    from .redis_bucket import RedisTokenBucket
+
+    __all__ += ["RedisTokenBucket"]
 
 
 def __getattr__(name: str) -> object:
