@@ -101,6 +101,7 @@ demo-distributed: $(READY)
 bench: $(READY)
 	$(PY) benchmarks/run.py --profile $(BENCH_FLAGS)
 	$(PY) benchmarks/redis_budget.py $(BENCH_FLAGS)
+	$(PY) benchmarks/realtime.py $(BENCH_FLAGS)
 
 ## clean: remove everything built from the pins (downloads, normalized spec, package, build output);
 ## the next target reinstalls (the editable install's link lives in build/)
