@@ -349,7 +349,7 @@ def _unlimited() -> Any:
 
 async def _throughput_client(spec: dict[str, Any]) -> dict[str, Any]:
     from amperity_async.api.segments import list_segment
-    from amperity_async.custom.auth import ClientCredentials
+    from amperity_async.custom.tokens import ClientCredentials
     from amperity_async.custom.client import AmperityClient
 
     client = AmperityClient(
@@ -686,10 +686,10 @@ def profile(
 
 async def rate_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from amperity_async.api.segments import list_segment
-    from amperity_async.custom.auth import ClientCredentials
+    from amperity_async.custom.tokens import ClientCredentials
     from amperity_async.custom.client import AmperityClient
     from amperity_async.custom.errors import RateLimitError
-    from amperity_async.custom.transport import default_inner_transport
+    from amperity_async.custom.connections import default_inner_transport
 
     ok = refused = 0
     finished: list[float] = []
@@ -835,9 +835,9 @@ def group_renewals(times: Sequence[float], gap: float) -> list[int]:
 
 async def token_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from amperity_async.api.segments import list_segment
-    from amperity_async.custom.auth import ClientCredentials
+    from amperity_async.custom.tokens import ClientCredentials
     from amperity_async.custom.client import AmperityClient
-    from amperity_async.custom.transport import default_inner_transport
+    from amperity_async.custom.connections import default_inner_transport
 
     recorder = RecordingTransport(default_inner_transport())
     client = AmperityClient(
@@ -916,7 +916,7 @@ def token_refresh(
 
 
 async def extract_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    from amperity_async.custom.auth import ClientCredentials
+    from amperity_async.custom.tokens import ClientCredentials
     from amperity_async.custom.cli import extract_all
     from amperity_async.custom.client import AmperityClient
 

@@ -1,17 +1,18 @@
 """AmperityClient: the facade users await.
 
 The layers, from the outside in: this facade (typed errors, response checks, pagination) ->
-httpx.AsyncClient with ``AmperityAuth`` (tokens, one refresh-and-replay on 401) ->
-``AmperityTransport`` (tenant and version headers, rate limits, retries) -> the inner transport
-(aiohttp by default). The generated functions use the same httpx client, so raw generated calls
-get tokens, headers, limits and retries too.
+httpx.AsyncClient with ``AmperityAuth`` (the call's deadline, tokens, one refresh-and-replay on
+401) -> ``AmperityTransport`` (tenant and version headers, rate limits, a current token on each
+attempt, per-attempt bounds, retries) -> the inner transport (aiohttp by default). The generated
+functions use the same httpx client, so raw generated calls get all of it too.
+
+The client owns one ``Redactor``: it knows the token source's secrets and every token obtained,
+and every error and log line that leaves the client is scrubbed by it.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, Protocol, Self, TypeVar
@@ -26,13 +27,20 @@ from amperity_async.client import AuthenticatedClient
 from amperity_async.models.error_response import ErrorResponse
 from amperity_async.types import Response, Unset
 
-from .auth import AmperityAuth, StaticToken, TokenEndpointContext, TokenRefresher, TokenSource
+from .auth import AmperityAuth
+from .calls import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Bounds
 from .clock import Clock, SystemClock
-from .errors import ConfigurationError, ResponseValidationError, error_for_response
+from .connections import default_inner_transport
+from .errors import AmperityError, ConfigurationError, ResponseValidationError, error_for_response
 from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
 from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
 from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
-from .transport import AmperityTransport, RetryPolicy, TransportStats, default_inner_transport
+from .refresher import DEFAULT_UNAUTHORIZED_REFRESH_INTERVAL, TokenRefresher
+from .retry import RetryPolicy, parse_retry_after
+from .secrets import Redactor
+from .tokens import StaticToken, TokenEndpointContext, TokenSource
+from .transport import AmperityTransport, TransportStats
+from .urls import checked_url
 from .validation import ResponseValidator
 
 DEFAULT_BASE_URL = "https://app.amperity.com/api"
@@ -92,22 +100,29 @@ class _AsyncOnly(httpx.BaseTransport):
         )
 
 
-def _check_base_url(base_url: str) -> str:
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(f"base_url must be an https:// URL, got {base_url!r}")
-    if parts.scheme == "http":
-        host = parts.hostname
-        try:
-            loopback = ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            loopback = host == "localhost"
-        if not loopback:
+def _api_versions(
+    registry: OperationRegistry, api_version: str | None, profile_api_version: str | None
+) -> dict[str, str]:
+    """The version to send per API: the spec's default unless the caller chose one."""
+    versions = {api: registry.default_version(api) for api in registry.api_versions}
+    for api, chosen in ((CONTROL_PLANE, api_version), (PROFILE, profile_api_version)):
+        if chosen is not None:
+            versions[api] = chosen
+    for api, version in versions.items():
+        if not isinstance(version, str) or not version.strip():
             raise ConfigurationError(
-                f"base_url {base_url!r} is plain http: tokens would travel unencrypted; "
-                f"only loopback hosts (127.0.0.1, ::1, localhost) may use http://"
+                f"the {api} api_version must be a version date such as {registry.default_version(api)!r} "
+                f"(or None for the spec's default), got {version!r}"
             )
-    return base_url.rstrip("/")
+    return versions
+
+
+def _configured(make: Callable[[], T]) -> T:
+    """``make()``, with its ValueError for a bad setting reported as a ConfigurationError."""
+    try:
+        return make()
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
 
 
 class AmperityClient:
@@ -116,6 +131,16 @@ class AmperityClient:
     Use it as an async context manager: ``async with AmperityClient(...) as client``. Limits given
     as ``rate_limit``/``profile_rate_limit`` may be shared by several clients (one budget); left out
     (None) they are buckets at the documented limits, and ``UNLIMITED`` turns the client-side limit off.
+
+    - ``api_version``/``profile_api_version``: ``None`` sends the version the generated spec was
+      built for (``registry.default_version``), so a spec update changes it with no code change.
+    - ``timeout``: seconds one attempt may take in all (connect, headers, the whole body);
+      ``deadline``: seconds the whole call may take (token, rate-limit waits, retries, the replay
+      after a 401); ``max_response_bytes``: the largest (decompressed) body read. Token requests
+      get the same timeout and size cap.
+    - ``max_retry_after``: the longest ``Retry-After`` waited for; a longer one fails that call with
+      ``RateLimitError`` at once. ``unauthorized_refresh_interval``: at most one token renewal per
+      this many seconds is caused by 401s.
     """
 
     def __init__(
@@ -124,43 +149,46 @@ class AmperityClient:
         tenant: str,
         auth: TokenSource | str,
         base_url: str | None = None,
-        api_version: str = "2024-04-01",
-        profile_api_version: str = "2025-07-31",
+        api_version: str | None = None,
+        profile_api_version: str | None = None,
         rate_limit: RateLimiter | Unlimited | None = None,
         profile_rate_limit: RateLimiter | Unlimited | None = None,
         per_operation_limits: bool = False,
         max_retries: int = 5,
-        timeout: float | httpx.Timeout = 60.0,
+        max_retry_after: float = 60.0,
+        timeout: float | None = DEFAULT_TIMEOUT,
         deadline: float | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
         token_leeway: float = 60.0,
+        unauthorized_refresh_interval: float = DEFAULT_UNAUTHORIZED_REFRESH_INTERVAL,
         prefetch: bool = True,
         pagination_guards: PaginationGuards | None = None,
         validate_responses: bool = True,
         clock: Clock | None = None,
-        wall_clock: Callable[[], float] = time.time,
         registry: OperationRegistry = REGISTRY,
     ) -> None:
         if not isinstance(tenant, str) or not tenant.strip():
             raise ConfigurationError("tenant must be the tenant ID (a non-empty string), e.g. 'acme' or 'acme-sb-123'")
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
         if per_operation_limits and (rate_limit is not None or profile_rate_limit is not None):
             raise ConfigurationError("per_operation_limits creates its own buckets; do not also pass rate_limit")
+        retry = _configured(lambda: RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after))
+        bounds = _configured(
+            lambda: Bounds(timeout=timeout, deadline=deadline, max_response_bytes=max_response_bytes)
+        )
         self.tenant = tenant
         # Like other API clients, an unset base URL may come from the environment (e.g. a sandbox
         # region, or a fake tenant in tests).
-        self.base_url = _check_base_url(base_url or os.environ.get("AMPERITY_BASE_URL") or DEFAULT_BASE_URL)
-        self.api_versions = {CONTROL_PLANE: api_version, PROFILE: profile_api_version}
-        for api, version in self.api_versions.items():
-            if not version:
-                raise ConfigurationError(f"the {api} api_version must be a version date such as '2024-04-01'")
+        given_url = base_url or os.environ.get("AMPERITY_BASE_URL") or DEFAULT_BASE_URL
+        self.base_url = checked_url(given_url, "base_url")
+        self.api_versions = _api_versions(registry, api_version, profile_api_version)
         self.registry = registry
         self.prefetch = prefetch
         self.pagination_guards = pagination_guards or PaginationGuards()
+        self.bounds = bounds
         self._clock = clock or SystemClock()
-        timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
+        self.redactor = Redactor()
         rates = {CONTROL_PLANE: CONTROL_PLANE_RATE, PROFILE: PROFILE_RATE}
         limiter_for: Callable[[OperationInfo | None], RateLimiter | None]
         if per_operation_limits:
@@ -183,22 +211,28 @@ class AmperityClient:
             base_path=urlsplit(self.base_url).path,
             api_versions=self.api_versions,
             limiter_for=limiter_for,
-            retry=RetryPolicy(max_retries=max_retries, deadline=deadline),
+            retry=retry,
+            bounds=bounds,
             clock=self._clock,
             registry=registry,
+            redactor=self.redactor,
         )
-        source: TokenSource = StaticToken(auth, clock=wall_clock) if isinstance(auth, str) else auth
+        source: TokenSource = StaticToken(auth) if isinstance(auth, str) else auth
         self.refresher = TokenRefresher(
             source,
-            context=TokenEndpointContext(base_url=self.base_url, tenant=tenant, transport=inner, timeout=timeout),
+            context=TokenEndpointContext(
+                base_url=self.base_url, tenant=tenant, transport=inner, bounds=bounds, redactor=self.redactor
+            ),
             leeway=token_leeway,
-            clock=wall_clock,
+            clock=self._clock,
+            unauthorized_refresh_interval=unauthorized_refresh_interval,
+            redactor=self.redactor,
         )
         self.http = httpx.AsyncClient(
             base_url=self.base_url,
-            auth=AmperityAuth(self.refresher),
+            auth=AmperityAuth(self.refresher, deadline=deadline),
             transport=self._transport,
-            timeout=timeout,
+            timeout=bounds.httpx_timeout(),
             headers={"user-agent": "amperity-async"},
         )
         # Requests carry tokens from the auth flow above; the generated client's own token field
@@ -260,9 +294,14 @@ class AmperityClient:
             kwargs = module._get_kwargs(*args, **params)
         except TypeError as exc:
             raise TypeError(f"{info.name}: {exc}; it takes {', '.join(self._parameters(info)) or 'no arguments'}") from exc
-        response = await self.http.request(**kwargs)
+        try:
+            response = await self.http.request(**kwargs)
+        except AmperityError as exc:
+            self.redactor.scrub_error(exc)
+            raise
         if not response.is_success:
-            raise error_for_response(response)
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
+            raise error_for_response(response, scrub=self.redactor.scrub, retry_after=retry_after)
         return response
 
     @staticmethod
@@ -273,14 +312,21 @@ class AmperityClient:
 
     def _decode(self, info: OperationInfo, response: httpx.Response) -> Any:
         request_id = response.headers.get("x-request-id")
-        if self._validator is not None:
-            return self._validator.decode(info, response.content, request_id=request_id)
         try:
-            return response.json()
-        except ValueError as exc:
-            raise ResponseValidationError(
-                operation=info.operation_id, field="(body)", detail=f"not JSON: {exc}", request_id=request_id
-            ) from exc
+            if self._validator is not None:
+                return self._validator.decode(info, response.content, request_id=request_id)
+            try:
+                return response.json()
+            except (ValueError, RecursionError) as exc:
+                raise ResponseValidationError(
+                    operation=info.operation_id,
+                    field="(body)",
+                    detail=f"not JSON: {exc}",
+                    request_id=request_id,
+                ) from None
+        except AmperityError as exc:
+            self.redactor.scrub_error(exc)
+            raise
 
     async def call(self, operation: OperationLike[T], /, *args: Any, **params: Any) -> T:
         """Call an operation; return its parsed 2xx model or raise a typed error."""
@@ -288,19 +334,20 @@ class AmperityClient:
         response = await self._send(info, args, params)
         data = self._decode(info, response)
         model = getattr(generated_models, info.response_schema, None) if info.response_schema else None
-        if model is None:
-            parsed: T = info.load_module()._parse_response(client=self.generated, response=response)
-            return parsed
         try:
+            if model is None:
+                parsed: T = info.load_module()._parse_response(client=self.generated, response=response)
+                return parsed
             result: T = model.from_dict(data)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            field = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else "(body)"
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+            scrub = self.redactor.scrub
+            field = scrub(str(exc.args[0])) if isinstance(exc, KeyError) and exc.args else "(body)"
             raise ResponseValidationError(
                 operation=info.operation_id,
                 field=field,
-                detail=f"{type(exc).__name__}: {exc}",
+                detail=scrub(f"{type(exc).__name__}: {exc}"),
                 request_id=response.headers.get("x-request-id"),
-            ) from exc
+            ) from self.redactor.safe_cause(exc)
         return result
 
     def pages(

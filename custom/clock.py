@@ -1,15 +1,20 @@
-"""Monotonic time and sleeping, injectable so that timing logic is tested without waiting.
+"""Time for the whole library: one injectable ``Clock`` carrying both readings it needs.
 
-``SystemClock`` is what the client uses. ``ManualClock`` keeps virtual time that only moves when a
-test calls ``advance``; rate limiters, retry backoff and anything else written against ``Clock``
-then run deterministically, on asyncio and on trio.
+``now()`` is monotonic (waits, timeouts, deadlines, rate limits); ``time()`` is the wall clock in
+epoch seconds (token expiries, ``Retry-After`` dates). ``sleep_until`` and ``cancel_at`` wait on
+the monotonic reading. ``SystemClock`` is what the client uses. ``ManualClock`` keeps virtual time
+that only moves when a test calls ``advance``; rate limiters, retry backoff, timeouts, token
+expiry and anything else written against ``Clock`` then run deterministically, on asyncio and on
+trio.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import time
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import anyio
@@ -24,41 +29,67 @@ class Clock(Protocol):
         """Monotonic seconds; only differences between two readings mean anything."""
         ...
 
+    def time(self) -> float:
+        """Wall-clock time in epoch seconds (may jump; never used to measure waits)."""
+        ...
+
     async def sleep_until(self, deadline: float) -> None:
         """Return once ``now() >= deadline`` (at once, after a checkpoint, if it already is)."""
         ...
 
+    def cancel_at(self, deadline: float) -> anyio.CancelScope:
+        """A cancel scope that cancels itself once ``now() >= deadline`` (``math.inf``: never).
+
+        Enter it around the awaits to bound; ``cancelled_caught`` tells afterwards whether it fired.
+        """
+        ...
+
 
 class SystemClock:
-    """``time.monotonic`` and the running event loop's timers."""
+    """``time.monotonic``, ``time.time`` and the running event loop's timers."""
 
     def now(self) -> float:
         return time.monotonic()
+
+    def time(self) -> float:
+        return time.time()
 
     async def sleep_until(self, deadline: float) -> None:
         # anyio.sleep_until would read the backend's clock, which on trio carries a random offset
         # from time.monotonic; a relative sleep keeps one time base.
         await anyio.sleep(max(0.0, deadline - time.monotonic()))
 
+    def cancel_at(self, deadline: float) -> anyio.CancelScope:
+        if deadline == math.inf:
+            return anyio.CancelScope()
+        # The backend's clock has its own base (see sleep_until): convert through the time left.
+        return anyio.CancelScope(deadline=anyio.current_time() + (deadline - time.monotonic()))
+
     def __repr__(self) -> str:
         return "SystemClock()"
 
 
 @attrs.define(eq=False)
-class _Sleeper:
+class _Timer:
+    """Something that happens when virtual time reaches ``deadline``: a sleeper wakes, or a cancel
+    scope fires."""
+
     deadline: float
     order: int
-    woken: anyio.Event
+    fire: Callable[[], None]
+    is_sleeper: bool
     cancelled: bool = False
 
-    def __lt__(self, other: _Sleeper) -> bool:
+    def __lt__(self, other: _Timer) -> bool:
         return (self.deadline, self.order) < (other.deadline, other.order)
 
 
 class ManualClock:
-    """Virtual monotonic time for deterministic tests.
+    """Virtual time for deterministic tests.
 
-    ``sleep_until`` blocks until ``advance`` moves time to the deadline. ``advance`` first lets every
+    ``time()`` is ``wall_start`` plus the virtual time elapsed since ``start`` (by default a fixed
+    date, 2027-01-15T08:00:00Z, so that tests never depend on today). ``sleep_until`` blocks, and a
+    scope from ``cancel_at`` stays uncancelled, until ``advance`` moves time to the deadline. ``advance`` first lets every
     runnable task run (so tasks just started get to register their sleeps), then wakes sleepers one
     at a time in deadline order (ties in the order they started sleeping), setting ``now()`` to each
     sleeper's deadline and letting the program run until every task is blocked again before it
@@ -69,44 +100,59 @@ class ManualClock:
     counts as blocked, so use it with in-memory transports.
     """
 
-    def __init__(self, start: float = 0.0) -> None:
+    def __init__(self, start: float = 0.0, *, wall_start: float = 1_800_000_000.0) -> None:
+        self._start = float(start)
         self._now = float(start)
-        self._sleepers: list[_Sleeper] = []
+        self._wall_start = float(wall_start)
+        self._timers: list[_Timer] = []
         self._order = itertools.count()
 
     def now(self) -> float:
         return self._now
 
+    def time(self) -> float:
+        return self._wall_start + (self._now - self._start)
+
     @property
     def pending_sleepers(self) -> int:
         """How many tasks are waiting for time to move (for assertions in tests)."""
-        return sum(1 for sleeper in self._sleepers if not sleeper.cancelled)
+        return sum(1 for timer in self._timers if timer.is_sleeper and not timer.cancelled)
 
     async def sleep_until(self, deadline: float) -> None:
         if deadline <= self._now:
             await anyio.lowlevel.checkpoint()
             return
-        sleeper = _Sleeper(deadline, next(self._order), anyio.Event())
-        heapq.heappush(self._sleepers, sleeper)
+        woken = anyio.Event()
+        sleeper = _Timer(deadline, next(self._order), woken.set, is_sleeper=True)
+        heapq.heappush(self._timers, sleeper)
         try:
-            await sleeper.woken.wait()
+            await woken.wait()
         except BaseException:
             # Left in the heap and skipped when its time comes: removal from the middle of a heap
             # would cost more than the skip.
             sleeper.cancelled = True
             raise
 
+    def cancel_at(self, deadline: float) -> anyio.CancelScope:
+        scope = anyio.CancelScope()
+        if deadline <= self._now:
+            scope.cancel()
+        elif deadline != math.inf:
+            # Stays in the heap after the scope exits: cancelling an exited scope does nothing.
+            heapq.heappush(self._timers, _Timer(deadline, next(self._order), scope.cancel, is_sleeper=False))
+        return scope
+
     async def advance(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError(f"a monotonic clock cannot go back: advance({seconds!r})")
         target = self._now + seconds
         await _wait_all_tasks_blocked()
-        while self._sleepers and self._sleepers[0].deadline <= target:
-            sleeper = heapq.heappop(self._sleepers)
-            if sleeper.cancelled:
+        while self._timers and self._timers[0].deadline <= target:
+            timer = heapq.heappop(self._timers)
+            if timer.cancelled:
                 continue
-            self._now = max(self._now, sleeper.deadline)
-            sleeper.woken.set()
+            self._now = max(self._now, timer.deadline)
+            timer.fire()
             await _wait_all_tasks_blocked()
         self._now = target
 

@@ -1,8 +1,10 @@
 """The public names of the hand-written layer, re-exported by ``amperity_async``."""
 
-from typing import TYPE_CHECKING
-
+from .auth import AmperityAuth
+from .calls import Bounds
 from .client import AmperityClient
+from .clock import Clock, ManualClock, SystemClock
+from .connections import default_inner_transport
 from .errors import (
     AmperityDeprecationWarning,
     AmperityError,
@@ -17,86 +19,87 @@ from .errors import (
     NotFoundError,
     PaginationError,
     PermissionDeniedError,
+    RateLimiterFallbackWarning,
     RateLimitError,
+    RateLimiterUnavailableError,
+    ResponseTooLargeError,
     ResponseValidationError,
+    TokenCredentialsRejectedError,
     TokenEndpointError,
+    TokenEndpointTimeoutError,
+    TokenEndpointUnavailableError,
     TokenError,
     TokenExpiredError,
     UnstableOperationError,
 )
 from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
-from .clock import Clock, ManualClock, SystemClock
 from .ratelimit import UNLIMITED, PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited
-from .transport import AmperityTransport, RequestCounts, RetryPolicy, TransportStats, default_inner_transport
-from .auth import (
-    AmperityAuth,
-    ClientCredentials,
-    IssuerToken,
-    Secret,
-    StaticToken,
-    Token,
-    TokenEndpointContext,
-    TokenRefresher,
-    TokenSource,
-)
+from .refresher import TokenRefresher
+from .retry import RetryPolicy
+from .secrets import Redactor, Secret
+from .tokens import ClientCredentials, IssuerToken, StaticToken, Token, TokenEndpointContext, TokenSource
+from .transport import AmperityTransport, RequestCounts, TransportStats
 
 __all__: list[str] = [
-    "AmperityClient",
-    "AmperityDeprecationWarning",
-    "AmperityError",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",
+    "AmperityAuth",
+    "AmperityClient",
+    "AmperityDeprecationWarning",
+    "AmperityError",
+    "AmperityTransport",
     "AuthenticationError",
     "BadRequestError",
+    "Bounds",
+    "ClientCredentials",
+    "Clock",
     "ConfigurationError",
     "ConflictError",
     "InternalServerError",
-    "NotFoundError",
-    "PaginationError",
-    "PermissionDeniedError",
-    "RateLimitError",
-    "ResponseValidationError",
-    "TokenEndpointError",
-    "TokenError",
-    "TokenExpiredError",
-    "UnstableOperationError",
+    "IssuerToken",
     "ItemIterator",
+    "ManualClock",
+    "NotFoundError",
     "Page",
     "PageIterator",
+    "PaginationError",
     "PaginationGuards",
-    "AmperityAuth",
-    "ClientCredentials",
-    "IssuerToken",
-    "Secret",
-    "StaticToken",
-    "Token",
-    "TokenEndpointContext",
-    "TokenRefresher",
-    "TokenSource",
-    "Clock",
-    "ManualClock",
-    "SystemClock",
     "PerApiLimits",
     "PerOperationLimits",
+    "PermissionDeniedError",
+    "RateLimitError",
     "RateLimiter",
+    "RateLimiterFallbackWarning",
+    "RateLimiterUnavailableError",
+    "Redactor",
+    "RequestCounts",
+    "ResponseTooLargeError",
+    "ResponseValidationError",
+    "RetryPolicy",
+    "Secret",
+    "StaticToken",
+    "SystemClock",
+    "Token",
     "TokenBucket",
+    "TokenCredentialsRejectedError",
+    "TokenEndpointContext",
+    "TokenEndpointError",
+    "TokenEndpointTimeoutError",
+    "TokenEndpointUnavailableError",
+    "TokenError",
+    "TokenExpiredError",
+    "TokenRefresher",
+    "TokenSource",
+    "TransportStats",
     "UNLIMITED",
     "Unlimited",
-    "AmperityTransport",
-    "RequestCounts",
-    "RetryPolicy",
-    "TransportStats",
+    "UnstableOperationError",
     "default_inner_transport",
 ]
 # FakeTenant, FakeTenantConfig and RedisTokenBucket are importable by name (see __getattr__) but
-# stay out of __all__: the package star-imports this module, which would import them eagerly.
-if TYPE_CHECKING:
-    # Type checkers see the real class (not __getattr__'s object); at run time redis stays unimported
-    # until the name is used.
-    from .redis_bucket import RedisTokenBucket
-
-    __all__ += ["RedisTokenBucket"]
+# stay out of __all__: the package star-imports this module, which would import them eagerly. Type
+# checkers see the real classes through the package's TYPE_CHECKING imports.
 
 
 def __getattr__(name: str) -> object:

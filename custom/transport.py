@@ -1,19 +1,22 @@
 """The transport every Amperity request goes through, below the generated code and the auth flow.
 
-``AmperityTransport`` wraps any ``httpx.AsyncBaseTransport`` (by default the aiohttp-based one,
-whose pool holds up under concurrency where httpx's own degrades) and, for each request:
+``AmperityTransport`` wraps any ``httpx.AsyncBaseTransport`` (by default the one from
+``connections``) and, for each request:
 
 1. finds the operation from the method and path (``OperationRegistry.match``), sets
    ``amperity-tenant`` and the ``api-version`` of the operation's API, and refuses an unstable-only
    operation while that API is used at a stable version;
-2. takes a token from the operation's rate limiter before every attempt (retries spend budget too);
-3. retries what is safe to retry: idempotent requests on 429, 500, 502, 503, 504, timeouts and
+2. before every attempt (retries spend budget too) takes a token from the operation's rate
+   limiter, then lets the auth flow put a current access token on the request;
+3. bounds each attempt as a whole (connect, headers, the whole body: ``Bounds.timeout``) and the
+   whole call (``Bounds.deadline``), and caps the body size (``Bounds.max_response_bytes``);
+4. retries what is safe to retry: idempotent requests on 429, 500, 502, 503, 504, timeouts and
    dropped connections; other requests (starting or stopping a workflow) only on 429 and on
    failures that prove the request never left the client, so nothing is ever done twice;
-4. waits between attempts with exponential backoff and full jitter, or as long as ``Retry-After``
-   asks, never past the policy's deadline, and logs each retry (method, path, reason, attempt,
-   delay; never headers);
-5. warns once per operation when the server announces ``Deprecation`` or ``Sunset``.
+5. waits between attempts as ``retry.RetryPolicy`` says (backoff with full jitter, or the
+   server's ``Retry-After`` up to its cap), never past the deadline, and logs each retry (method,
+   path, reason, attempt, delay; never headers);
+6. warns once per operation when the server announces ``Deprecation`` or ``Sunset``.
 
 The response body is read here, so that a connection dropped while the body streams in is retried
 like any other dropped connection, and so that no discarded attempt holds a connection.
@@ -21,26 +24,31 @@ like any other dropped connection, and so that no discarded attempt holds a conn
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import logging
 import math
-import ssl
-import time
 import warnings
 from collections.abc import Callable, Mapping
-from datetime import UTC
 from random import random as _uniform
 
-import anyio
 import attrs
 import httpx
-import sniffio
 
+from . import attempt
+from .attempt import AttemptFailed, BodyTooLarge
+from .calls import DEFAULT_BOUNDS, Bounds, CallContext
 from .clock import Clock, SystemClock
-from .errors import AmperityDeprecationWarning, APIConnectionError, APITimeoutError, UnstableOperationError
+from .errors import (
+    AmperityDeprecationWarning,
+    APIConnectionError,
+    APITimeoutError,
+    ResponseTooLargeError,
+    UnstableOperationError,
+)
 from .operations import CONTROL_PLANE, REGISTRY, OperationInfo, OperationRegistry
 from .ratelimit import RateLimiter
+from .retry import DEFAULT_RETRY_POLICY, RetryPolicy, parse_retry_after
+from .secrets import RedactedLog, Redactor
 
 logger = logging.getLogger("amperity_async")
 
@@ -48,38 +56,6 @@ IDEMPOTENT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 NON_IDEMPOTENT_RETRY_STATUSES = frozenset({429})
 UNKNOWN_OPERATION = "(unknown operation)"
 _DEPRECATION_HEADERS = (b"deprecation", b"sunset")
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float | None) -> None:
-    if value is not None and not (math.isfinite(value) and value >= 0):
-        raise ValueError(
-            f"RetryPolicy.{attribute.name} must be a non-negative number of seconds, got {value!r}"
-        )
-
-
-def _retry_count(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if not isinstance(value, int) or value < 0:
-        raise ValueError(f"RetryPolicy.max_retries must be a non-negative integer, got {value!r}")
-
-
-@attrs.frozen
-class RetryPolicy:
-    """How often and how patiently to retry.
-
-    The wait before retry ``n`` (0-based) is ``random() * min(backoff_cap, backoff_base * 2**n)``
-    unless the server sent ``Retry-After``, which wins; a ``Retry-After`` longer than
-    ``max_retry_after`` is not waited for (the response is returned as is). ``deadline``: seconds
-    from the first attempt after which no retry starts.
-    """
-
-    max_retries: int = attrs.field(default=5, validator=_retry_count)
-    backoff_base: float = attrs.field(default=0.5, validator=_non_negative)
-    backoff_cap: float = attrs.field(default=8.0, validator=_non_negative)
-    deadline: float | None = attrs.field(default=None, validator=_non_negative)
-    max_retry_after: float = attrs.field(default=60.0, validator=_non_negative)
-
-    def backoff(self, retry: int, random: Callable[[], float]) -> float:
-        return random() * min(self.backoff_cap, self.backoff_base * 2.0 ** min(retry, 64))
 
 
 @attrs.define
@@ -113,70 +89,18 @@ class _Route:
     unstable: tuple[str, str, str] | None
 
 
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delay-seconds or an HTTP date; ``now`` is epoch
-    seconds), or ``None`` when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _from_aiohttp(exc: BaseException) -> BaseException | None:
-    # httpx-aiohttp maps most aiohttp failures, read timeouts and dropped connections included, to
-    # httpx.ConnectTimeout; only the aiohttp exception it chains says what actually happened.
-    cause = exc.__cause__
-    if cause is not None and type(cause).__module__.startswith("aiohttp"):
-        return cause
-    return None
-
-
-def _never_sent(exc: httpx.TransportError) -> bool:
-    """True only when the failure proves the request never reached the server."""
-    cause = _from_aiohttp(exc)
-    if cause is not None:
-        import aiohttp
-
-        return isinstance(cause, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
-
-
-def _is_timeout(exc: httpx.TransportError) -> bool:
-    cause = _from_aiohttp(exc)
-    if cause is not None:
-        return isinstance(cause, TimeoutError)
-    return isinstance(exc, httpx.TimeoutException)
-
-
-async def _close(response: httpx.Response) -> None:
-    # Shielded: a request cancelled while its body streams in must still hand its connection back.
-    with anyio.CancelScope(shield=True):
-        await response.aclose()
-
-
-def _retryable_failure(exc: httpx.TransportError) -> bool:
-    return isinstance(exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError))
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
 
 
 class AmperityTransport(httpx.AsyncBaseTransport):
-    """Headers, rate limits, retries and deprecation warnings around an inner transport.
+    """Headers, rate limits, bounds, retries and deprecation warnings around an inner transport.
 
     ``base_path`` is the path of the API base URL (``/api``); ``api_versions`` maps each API
-    (``control-plane``, ``profile``) to the version to send. ``limiter_for`` gives the rate limiter
-    of an operation (``None`` for requests the registry does not know), or ``None`` for no limit.
-    Closing this transport closes ``inner``.
+    (``control-plane``, ``profile``) to the version to send (an API missing there gets the spec's
+    default version). ``limiter_for`` gives the rate limiter of an operation (``None`` for requests
+    the registry does not know), or ``None`` for no limit. ``redactor`` scrubs the texts of errors
+    and log lines. Closing this transport closes ``inner``.
     """
 
     def __init__(
@@ -187,11 +111,12 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         base_path: str,
         api_versions: Mapping[str, str],
         limiter_for: Callable[[OperationInfo | None], RateLimiter | None],
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy = DEFAULT_RETRY_POLICY,
+        bounds: Bounds = DEFAULT_BOUNDS,
         clock: Clock | None = None,
         random: Callable[[], float] = _uniform,
         registry: OperationRegistry = REGISTRY,
-        wall_clock: Callable[[], float] = time.time,
+        redactor: Redactor | None = None,
     ) -> None:
         if not tenant:
             raise ValueError("tenant must be the Amperity tenant ID, e.g. 'acme'")
@@ -201,15 +126,21 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         self._api_versions = dict(api_versions)
         self._limiter_for = limiter_for
         self._retry = retry
+        self._bounds = bounds
         self._clock = clock or SystemClock()
         self._random = random
         self._registry = registry
-        self._wall_clock = wall_clock
+        self._redactor = redactor if redactor is not None else Redactor()
+        self._log = RedactedLog(logger, self._redactor)
         self._deprecations_warned: set[str] = set()
         self.stats = TransportStats()
         # Paginating calls one path over and over; ids in paths make the set of paths open-ended,
         # hence a bounded cache.
         self._route = functools.lru_cache(maxsize=2048)(self._find_route)
+
+    @property
+    def bounds(self) -> Bounds:
+        return self._bounds
 
     def _version_for(self, api: str) -> str:
         version = self._api_versions.get(api)
@@ -251,44 +182,83 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         if not isinstance(request.stream, httpx.ByteStream):
             # A streamed body cannot be sent twice; buffer it so that a retry sends the same bytes.
             await request.aread()
+        context = CallContext.of(request)
+        if context is None:
+            context = CallContext.start(self._bounds.deadline, self._clock)
+            context.attach(request)
         limiter = self._limiter_for(route.operation)
-        clock, stats, counts = self._clock, self.stats, route.counts
-        deadline = clock.now() + self._retry.deadline if self._retry.deadline is not None else None
+        clock, stats, counts, inner = self._clock, self.stats, route.counts, self._inner
+        max_bytes = self._bounds.max_response_bytes
         retry = 0
         while True:
-            if limiter is not None:
-                await limiter.acquire()
+            await self._wait_turn(request, limiter, context)
             stats.requests += 1
             counts.requests += 1
+            limit_at, bound = self._attempt_limit(context)
+            response: httpx.Response | None = None
             try:
-                response = await self._inner.handle_async_request(request)
-            except httpx.TransportError as exc:
-                delay = self._delay_after_failure(request, route, exc, retry, deadline, may_be_unsent=True)
-            else:
-                if route.label not in self._deprecations_warned:
-                    self._check_deprecation(route, response)
-                status_delay = None
-                if response.status_code >= 400:
-                    status_delay = self._delay_after_status(
-                        request, route, response, limiter, retry, deadline
-                    )
-                if status_delay is None:
-                    try:
-                        await response.aread()
-                        return response
-                    except httpx.TransportError as exc:
-                        await _close(response)
-                        delay = self._delay_after_failure(
-                            request, route, exc, retry, deadline, may_be_unsent=False
+                with attempt.bounded(clock, limit_at, bound):
+                    response = await attempt.send(inner, request)
+                    if route.label not in self._deprecations_warned:
+                        self._check_deprecation(route, response)
+                    status_delay = None
+                    if response.status_code >= 400:
+                        status_delay = self._delay_after_status(
+                            request, route, response, limiter, retry, context
                         )
-                    except BaseException:
-                        await _close(response)
-                        raise
-                else:
-                    await _close(response)
-                    delay = status_delay
+                    if status_delay is None:
+                        await attempt.read_body(response, max_bytes)
+                        return response
+                    await attempt.close(response)
+                delay = status_delay
+            except AttemptFailed as exc:
+                # Before the headers came, a failure may prove the request never left.
+                unsent = response is None
+                delay = self._delay_after_failure(request, route, exc, retry, context, may_be_unsent=unsent)
+            except BodyTooLarge as exc:
+                raise ResponseTooLargeError(
+                    method=request.method, url=self._shown_url(request), limit=exc.limit
+                ) from None
             await clock.sleep_until(clock.now() + delay)
             retry += 1
+
+    async def _wait_turn(
+        self, request: httpx.Request, limiter: RateLimiter | None, context: CallContext
+    ) -> None:
+        """The rate limiter's wait, then a current token on the request; within the deadline."""
+        authorize = context.authorize
+        if limiter is None and authorize is None:
+            return
+        if context.deadline_at == math.inf:
+            if limiter is not None:
+                await limiter.acquire()
+            if authorize is not None:
+                await authorize(request)
+            return
+        with self._clock.cancel_at(context.deadline_at) as scope:
+            if limiter is not None:
+                await limiter.acquire()
+            if authorize is not None:
+                await authorize(request)
+        if scope.cancelled_caught:
+            raise APITimeoutError(
+                f"{context.deadline_text()} passed while waiting for the rate limiter or an access token",
+                method=request.method,
+                url=self._shown_url(request),
+                bound="deadline",
+                seconds=context.deadline,
+            )
+
+    def _attempt_limit(self, context: CallContext) -> tuple[float, str]:
+        """When this attempt must be over, and which bound that is."""
+        timeout = self._bounds.timeout
+        per_attempt = math.inf if timeout is None else self._clock.now() + timeout
+        if context.deadline_at < per_attempt:
+            return context.deadline_at, "deadline"
+        return per_attempt, "timeout"
+
+    def _shown_url(self, request: httpx.Request) -> str:
+        return self._redactor.scrub(str(request.url))
 
     def _delay_after_status(
         self,
@@ -297,44 +267,43 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         response: httpx.Response,
         limiter: RateLimiter | None,
         retry: int,
-        deadline: float | None,
+        context: CallContext,
     ) -> float | None:
         """Seconds to wait before retrying after an error status, or ``None`` to return it."""
         status = response.status_code
         counts = route.counts
+        policy = self._retry
         retry_after: float | None = None
         if status == 429 or status in route.retry_statuses:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self._wall_clock())
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
+        too_long = policy.exceeds_cap(retry_after)
         if status == 429:
             self.stats.rate_limited += 1
             counts.rate_limited += 1
             if limiter is not None:
-                limiter.on_rate_limited(
-                    None if retry_after is None else min(retry_after, self._retry.max_retry_after)
-                )
+                # A pause longer than the cap fails this call alone; it never stalls the others.
+                limiter.on_rate_limited(None if too_long else retry_after)
         elif status >= 500:
             self.stats.server_errors += 1
             counts.server_errors += 1
-        if status not in route.retry_statuses:
+        if status not in route.retry_statuses or not policy.allows_retry(retry):
             return None
-        policy = self._retry
-        if retry >= policy.max_retries:
-            return None
-        if retry_after is not None and retry_after > policy.max_retry_after:
-            logger.warning(
-                "not retrying %s %s: the server asked to wait %.0fs (Retry-After), more than max_retry_after=%.0fs",
+        if too_long:
+            self._log.warning(
+                "not retrying %s %s: the server asked to wait %.0fs (Retry-After), "
+                "more than max_retry_after=%.0fs",
                 request.method,
                 request.url.path,
                 retry_after,
                 policy.max_retry_after,
             )
             return None
-        delay = retry_after if retry_after is not None else policy.backoff(retry, self._random)
-        if deadline is not None and self._clock.now() + delay > deadline:
+        delay = policy.delay(retry, retry_after, self._random)
+        if self._clock.now() + delay > context.deadline_at:
             return None
         self.stats.retries += 1
         counts.retries += 1
-        logger.log(
+        self._log.log(
             logging.INFO if status == 429 else logging.WARNING,
             "retrying %s %s after status %d (retry %d of %d) in %.3fs",
             request.method,
@@ -350,49 +319,83 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         self,
         request: httpx.Request,
         route: _Route,
-        exc: httpx.TransportError,
+        failed: AttemptFailed,
         retry: int,
-        deadline: float | None,
+        context: CallContext,
         *,
         may_be_unsent: bool,
     ) -> float:
-        """Seconds to wait before retrying after a transport failure; raises when not retrying."""
+        """Seconds to wait before retrying after a failed exchange; raises when not retrying."""
         self.stats.errors += 1
         route.counts.errors += 1
-        name = type(exc).__name__
+        failure = failed.failure
         policy = self._retry
-        if route.idempotent:
-            why_not = None if _retryable_failure(exc) else "not a transient failure"
-        elif may_be_unsent and _never_sent(exc):
+        why_not: str | None
+        if failed.bound == "deadline":
+            why_not = f"{context.deadline_text()} passed"
+        elif not failure.transient:
+            why_not = "not a transient failure"
+        elif route.idempotent or (may_be_unsent and failure.never_sent):
             why_not = None
         else:
             why_not = f"not resent: the {request.method} request may have reached the server"
         delay = 0.0
+        past_deadline = failed.bound == "deadline"
         if why_not is None:
-            if retry >= policy.max_retries:
-                why_not = f"gave up after {retry + 1} attempts"
+            if not policy.allows_retry(retry):
+                why_not = f"gave up after {_attempts(retry + 1)}"
             else:
                 delay = policy.backoff(retry, self._random)
-                if deadline is not None and self._clock.now() + delay > deadline:
-                    why_not = f"gave up after {retry + 1} attempts: the next would start after the deadline"
+                if self._clock.now() + delay > context.deadline_at:
+                    why_not = (
+                        f"gave up after {_attempts(retry + 1)}: "
+                        f"the next would start after {context.deadline_text()}"
+                    )
+                    past_deadline = True
         if why_not is not None:
-            error_type = APITimeoutError if _is_timeout(exc) else APIConnectionError
-            detail = str(exc) or "no detail"
-            raise error_type(
-                f"{name}: {detail} ({why_not})", method=request.method, url=str(request.url)
-            ) from exc
+            error = self._error_for(request, failed, context, why_not, past_deadline=past_deadline)
+            raise error from (None if failed.cause is None else self._redactor.safe_cause(failed.cause))
         self.stats.retries += 1
         route.counts.retries += 1
-        logger.warning(
+        self._log.warning(
             "retrying %s %s after %s (retry %d of %d) in %.3fs",
             request.method,
             request.url.path,
-            name,
+            failure.source,
             retry + 1,
             policy.max_retries,
             delay,
         )
         return delay
+
+    def _error_for(
+        self,
+        request: httpx.Request,
+        failed: AttemptFailed,
+        context: CallContext,
+        why_not: str,
+        *,
+        past_deadline: bool,
+    ) -> APIConnectionError:
+        failure = failed.failure
+        method, url = request.method, self._shown_url(request)
+        if failed.bound == "deadline":
+            message = f"timed out: {context.deadline_text()} passed before the answer was complete"
+        elif failed.bound == "timeout":
+            message = (
+                f"timed out: no complete answer within the per-attempt timeout of {self._bounds.timeout:g} s"
+            )
+            message += f" ({why_not})"
+        else:
+            message = self._redactor.scrub(f"{failure.summary} ({failure.detail}; {why_not})")
+        if not failure.is_timeout:
+            return APIConnectionError(message, method=method, url=url, kind=failure.kind)
+        # The bound that ended the call: the deadline when it stopped the retries, else one attempt's.
+        if past_deadline:
+            return APITimeoutError(
+                message, method=method, url=url, bound="deadline", seconds=context.deadline
+            )
+        return APITimeoutError(message, method=method, url=url, bound="timeout", seconds=self._bounds.timeout)
 
     def _check_deprecation(self, route: _Route, response: httpx.Response) -> None:
         # Runs on every response until the operation has warned: one pass over the raw headers
@@ -406,7 +409,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         deprecation = headers.get("deprecation")
         sunset = headers.get("sunset")
         self._deprecations_warned.add(route.label)
-        logger.warning(
+        self._log.warning(
             "%s is deprecated by Amperity (Deprecation: %s, Sunset: %s, api-version %s)",
             route.label,
             deprecation or "-",
@@ -419,72 +422,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
     def __repr__(self) -> str:
-        return f"AmperityTransport(tenant={self._tenant!r}, inner={self._inner!r}, retry={self._retry!r})"
-
-
-DEFAULT_MAX_CONNECTIONS = 100
-
-
-class _PerBackendTransport(httpx.AsyncBaseTransport):
-    """httpx-aiohttp on asyncio, httpx's own transport on trio (aiohttp runs on asyncio only).
-
-    The choice waits for the first request, because clients are often built before the event
-    loop runs.
-    """
-
-    def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool) -> None:
-        self._limits = limits
-        self._verify = verify
-        self._chosen: httpx.AsyncBaseTransport | None = None
-
-    def _choose(self) -> httpx.AsyncBaseTransport:
-        transport: httpx.AsyncBaseTransport
-        if sniffio.current_async_library() == "asyncio":
-            try:
-                from httpx_aiohttp import AiohttpTransport
-            except ImportError:  # the fast transport is a dependency, but may be uninstalled
-                transport = httpx.AsyncHTTPTransport(limits=self._limits, verify=self._verify)
-            else:
-                transport = AiohttpTransport(limits=self._limits, verify=self._verify)
-        else:
-            transport = httpx.AsyncHTTPTransport(limits=self._limits, verify=self._verify)
-        self._chosen = transport
-        return transport
-
-    @property
-    def chosen(self) -> httpx.AsyncBaseTransport | None:
-        """The transport in use, once the first request has picked it."""
-        return self._chosen
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        transport = self._chosen or self._choose()
-        return await transport.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        if self._chosen is not None:
-            await self._chosen.aclose()
-
-    def __repr__(self) -> str:
-        return f"default_inner_transport(chosen={type(self._chosen).__name__ if self._chosen else None})"
-
-
-def default_inner_transport(
-    *,
-    max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    keepalive_expiry: float = 30.0,
-    verify: ssl.SSLContext | bool = True,
-) -> httpx.AsyncBaseTransport:
-    """The fastest transport available: httpx-aiohttp on asyncio, httpx's own on trio.
-
-    Every connection of the pool is kept alive for reuse (a bulk extraction with 50 tasks should
-    never reconnect). TLS certificates are verified unless ``verify`` says otherwise. Timeouts come
-    from the httpx client, per request.
-    """
-    if max_connections < 1:
-        raise ValueError(f"max_connections must be at least 1, got {max_connections!r}")
-    limits = httpx.Limits(
-        max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=keepalive_expiry,
-    )
-    return _PerBackendTransport(limits=limits, verify=verify)
+        return (
+            f"AmperityTransport(tenant={self._tenant!r}, inner={self._inner!r}, retry={self._retry!r}, "
+            f"bounds={self._bounds!r})"
+        )

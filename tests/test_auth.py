@@ -13,24 +13,30 @@ import httpx
 import pytest
 import respx
 
-from amperity_async.custom.auth import (
-    AmperityAuth,
-    ClientCredentials,
-    IssuerToken,
-    Secret,
-    StaticToken,
-    Token,
-    TokenEndpointContext,
-    TokenRefresher,
-    TokenSource,
-    jwt_expiry,
-)
+from amperity_async.custom.auth import AmperityAuth
+from amperity_async.custom.calls import Bounds
 from amperity_async.custom.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    AuthenticationError,
     ConfigurationError,
+    TokenCredentialsRejectedError,
     TokenEndpointError,
     TokenEndpointUnavailableError,
     TokenError,
     TokenExpiredError,
+)
+from amperity_async.custom.refresher import TokenRefresher
+from amperity_async.custom.retry import RetryPolicy
+from amperity_async.custom.secrets import Secret
+from amperity_async.custom.tokens import (
+    ClientCredentials,
+    IssuerToken,
+    StaticToken,
+    Token,
+    TokenEndpointContext,
+    TokenSource,
+    jwt_expiry,
 )
 
 pytestmark = pytest.mark.anyio
@@ -44,24 +50,37 @@ ISSUER_SECRET = "issuer-token-91bd02"
 
 
 class FakeClock:
-    """A wall clock that moves only when told to."""
+    """A clock that moves only when told to, or by the length of a sleep: sleeps return at once
+    (after a checkpoint, like a real sleep) and their delays are recorded."""
 
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class RecordingSleep:
-    """Records the delays asked for and returns at once (after a checkpoint, like a real sleep)."""
-
-    def __init__(self) -> None:
+    def __init__(self, wall: float = T0) -> None:
+        self.monotonic = 0.0
+        self.wall_start = wall
         self.delays: list[float] = []
 
-    async def __call__(self, delay: float) -> None:
-        self.delays.append(delay)
+    def now(self) -> float:
+        return self.monotonic
+
+    def time(self) -> float:
+        return self.wall_start + self.monotonic
+
+    def set_time(self, wall: float) -> None:
+        self.monotonic = wall - self.wall_start
+
+    async def sleep_until(self, deadline: float) -> None:
+        self.delays.append(max(0.0, deadline - self.monotonic))
+        self.monotonic = max(self.monotonic, deadline)
         await anyio.lowlevel.checkpoint()
+
+    def cancel_at(self, deadline: float) -> anyio.CancelScope:
+        scope = anyio.CancelScope()
+        if deadline <= self.monotonic:
+            scope.cancel()
+        return scope
+
+
+def token_retry(max_retries: int = 3) -> RetryPolicy:
+    return RetryPolicy(max_retries=max_retries, backoff_base=0.5, backoff_cap=30.0, max_retry_after=30.0)
 
 
 def make_jwt(exp: float | None = None, **claims: object) -> str:
@@ -79,7 +98,7 @@ def endpoint_context(router: respx.Router, base_url: str = BASE) -> TokenEndpoin
         base_url=base_url,
         tenant="acme",
         transport=httpx.MockTransport(router.async_handler),
-        timeout=httpx.Timeout(5.0),
+        bounds=Bounds(timeout=5.0),
     )
 
 
@@ -123,7 +142,7 @@ class ControlledSource:
             await self.gate.wait()
         if self.fail_with:
             raise self.fail_with.pop(0)
-        expires_at = None if self.lifetime is None else self.clock() + self.lifetime
+        expires_at = None if self.lifetime is None else self.clock.time() + self.lifetime
         return Token(f"custom-{self.calls}", expires_at)
 
 
@@ -180,7 +199,7 @@ async def test_static_token_is_valid_until_its_jwt_exp_then_raises() -> None:
     assert isinstance(source, TokenSource)
     token = await source.fetch()
     assert token == Token(jwt, T0 + 600)
-    clock.now = T0 + 600
+    clock.set_time(T0 + 600)
     with pytest.raises(TokenExpiredError) as caught:
         await source.fetch()
     message = str(caught.value)
@@ -193,7 +212,7 @@ async def test_static_token_that_is_not_a_jwt_never_expires_locally() -> None:
     clock = FakeClock()
     source = StaticToken("opaque-token", clock=clock)
     assert source.expires_at is None
-    clock.now += 10**9
+    clock.set_time(clock.time() + 10**9)
     assert (await source.fetch()).access_token.get_secret_value() == "opaque-token"
 
 
@@ -231,9 +250,9 @@ async def test_static_token_expires_while_in_use() -> None:
         auth=AmperityAuth(refresher), transport=httpx.MockTransport(api.async_handler)
     ) as client:
         assert (await client.get(API_URL)).status_code == 200
-        clock.now = T0 + 299  # within the leeway: the same token is re-read, still valid
+        clock.set_time(T0 + 299)  # within the leeway: the same token is re-read, still valid
         assert (await client.get(API_URL)).status_code == 200
-        clock.now = T0 + 300
+        clock.set_time(T0 + 300)
         with pytest.raises(TokenExpiredError):
             await client.get(API_URL)
     assert route.call_count == 2
@@ -302,13 +321,14 @@ async def test_client_credentials_4xx_raises_at_once_without_the_secret() -> Non
             401, json={"error": "invalid_client", "error_description": f"bad secret {CLIENT_SECRET}"}
         )
     )
-    sleep = RecordingSleep()
+    clock = FakeClock()
     refresher = TokenRefresher(
-        ClientCredentials("c", CLIENT_SECRET), context=endpoint_context(router), sleep=sleep
+        ClientCredentials("c", CLIENT_SECRET), context=endpoint_context(router), clock=clock
     )
-    with pytest.raises(TokenEndpointError) as caught:
+    with pytest.raises(AuthenticationError) as caught:
         await refresher.get()
     error = caught.value
+    assert isinstance(error, TokenCredentialsRejectedError) and isinstance(error, TokenEndpointError)
     assert not isinstance(error, TokenEndpointUnavailableError)
     assert error.status_code == 401
     assert error.token_url == OAUTH_URL
@@ -316,7 +336,7 @@ async def test_client_credentials_4xx_raises_at_once_without_the_secret() -> Non
     assert CLIENT_SECRET not in str(error) and CLIENT_SECRET not in repr(error)
     assert route.call_count == 1
     assert refresher.fetch_count == 1
-    assert sleep.delays == []
+    assert clock.delays == []
 
 
 async def test_token_endpoint_5xx_429_and_transport_errors_are_retried_with_backoff() -> None:
@@ -329,36 +349,56 @@ async def test_token_endpoint_5xx_429_and_transport_errors_are_retried_with_back
             oauth_response("tok-1"),
         ]
     )
-    sleep = RecordingSleep()
+    clock = FakeClock()
     refresher = TokenRefresher(
         ClientCredentials("c", CLIENT_SECRET),
         context=endpoint_context(router),
-        sleep=sleep,
-        backoff_base=0.5,
-        rng=random.Random(7),
+        clock=clock,
+        retry=token_retry(),
+        random=random.Random(7).random,
     )
     token = await refresher.get()
     assert token.access_token.get_secret_value() == "tok-1"
     assert route.call_count == 4
     assert refresher.fetch_count == 4
     expected = random.Random(7)
-    assert sleep.delays == [expected.uniform(0, 0.5), expected.uniform(0, 1.0), 7.0]
-    assert 0 <= sleep.delays[0] <= 0.5 and 0 <= sleep.delays[1] <= 1.0
+    assert clock.delays == [expected.uniform(0, 0.5), expected.uniform(0, 1.0), 7.0]
+    assert 0 <= clock.delays[0] <= 0.5 and 0 <= clock.delays[1] <= 1.0
 
 
 async def test_token_endpoint_retries_are_bounded() -> None:
     router = respx.Router()
     route = router.post(OAUTH_URL).mock(side_effect=httpx.ReadTimeout("timed out"))
-    sleep = RecordingSleep()
+    clock = FakeClock()
     refresher = TokenRefresher(
-        ClientCredentials("c", CLIENT_SECRET), context=endpoint_context(router), sleep=sleep, max_attempts=3
+        ClientCredentials("c", CLIENT_SECRET),
+        context=endpoint_context(router),
+        clock=clock,
+        retry=token_retry(max_retries=2),
     )
     with pytest.raises(TokenEndpointUnavailableError) as caught:
         await refresher.get()
-    assert str(caught.value) == f"token endpoint {OAUTH_URL} failed: ReadTimeout: timed out"
+    assert isinstance(caught.value, APITimeoutError) and isinstance(caught.value, APIConnectionError)
+    assert str(caught.value) == f"token endpoint {OAUTH_URL} failed: timed out (ReadTimeout: timed out)"
     assert route.call_count == 3
-    assert len(sleep.delays) == 2
-    assert all(0 <= delay <= 0.5 * 2**n for n, delay in enumerate(sleep.delays))
+    assert len(clock.delays) == 2
+    assert all(0 <= delay <= 0.5 * 2**n for n, delay in enumerate(clock.delays))
+
+
+async def test_a_retry_after_beyond_the_cap_fails_the_token_request_at_once() -> None:
+    router = respx.Router()
+    route = router.post(OAUTH_URL).mock(
+        side_effect=[httpx.Response(503, headers={"Retry-After": "3600"}), oauth_response("tok-1")]
+    )
+    clock = FakeClock()
+    refresher = TokenRefresher(
+        ClientCredentials("c", CLIENT_SECRET), context=endpoint_context(router), clock=clock, retry=token_retry()
+    )
+    with pytest.raises(TokenEndpointUnavailableError) as caught:
+        await refresher.get()
+    assert caught.value.retry_after == 3600.0 and caught.value.status_code == 503
+    assert route.call_count == 1 and clock.delays == []
+    assert (await refresher.get()).access_token.get_secret_value() == "tok-1"
 
 
 @pytest.mark.parametrize(
@@ -406,7 +446,7 @@ def test_credentials_input_checks() -> None:
         ClientCredentials("c", "")
     with pytest.raises(ConfigurationError, match="must use https"):
         ClientCredentials("c", CLIENT_SECRET, token_url="http://auth.example.com/token")
-    with pytest.raises(ConfigurationError, match="credentials in the URL"):
+    with pytest.raises(ConfigurationError, match="must not carry user info"):
         ClientCredentials("c", CLIENT_SECRET, token_url="https://user:pw@auth.example.com/token")
     assert (
         ClientCredentials("c", "s", token_url="http://127.0.0.1:8080/t").token_url
@@ -515,7 +555,7 @@ async def test_100_tasks_across_an_expiry_make_one_token_request() -> None:
     first = await refresher.get()
     assert first.access_token.get_secret_value() == "tok-1"
 
-    clock.now = T0 + 3600 + 1  # past the expiry
+    clock.set_time(T0 + 3600 + 1)  # past the expiry
     server.gate = anyio.Event()
     got: list[Token] = []
 
@@ -595,9 +635,9 @@ async def test_proactive_refresh_at_the_leeway_boundary() -> None:
     source = ControlledSource(clock, lifetime=3600)
     refresher = TokenRefresher(source, clock=clock, leeway=60)
     assert (await refresher.get()).access_token.get_secret_value() == "custom-1"
-    clock.now = T0 + 3539.9
+    clock.set_time(T0 + 3539.9)
     assert (await refresher.get()).access_token.get_secret_value() == "custom-1"
-    clock.now = T0 + 3540
+    clock.set_time(T0 + 3540)
     assert (await refresher.get()).access_token.get_secret_value() == "custom-2"
     assert source.calls == 2
 
@@ -607,10 +647,10 @@ async def test_short_lived_tokens_are_renewed_halfway_not_on_every_call() -> Non
     source = ControlledSource(clock, lifetime=30)
     refresher = TokenRefresher(source, clock=clock, leeway=60)
     await refresher.get()
-    clock.now = T0 + 14.9
+    clock.set_time(T0 + 14.9)
     await refresher.get()
     assert source.calls == 1
-    clock.now = T0 + 15
+    clock.set_time(T0 + 15)
     await refresher.get()
     assert source.calls == 2
 
@@ -620,7 +660,7 @@ async def test_tokens_without_expiry_are_kept_until_a_refresh() -> None:
     source = ControlledSource(clock, lifetime=None)
     refresher = TokenRefresher(source, clock=clock)
     first = await refresher.get()
-    clock.now += 10**8
+    clock.set_time(clock.time() + 10**8)
     assert await refresher.get() is first
     assert source.calls == 1
     second = await refresher.refresh(first)
@@ -652,13 +692,12 @@ async def test_custom_sources() -> None:
             self.calls += 1
             if self.calls == 1:
                 raise TokenEndpointUnavailableError("https://vault.example.com", 503, "busy")
-            return Token("from-vault", clock() + 60)
+            return Token("from-vault", clock.time() + 60)
 
-    sleep = RecordingSleep()
-    refresher = TokenRefresher(Retryable(), clock=clock, sleep=sleep)
+    refresher = TokenRefresher(Retryable(), clock=clock)
     assert (await refresher.get()).access_token.get_secret_value() == "from-vault"
     assert refresher.fetch_count == 2
-    assert len(sleep.delays) == 1
+    assert len(clock.delays) == 1
 
     class Broken:
         calls = 0
@@ -668,7 +707,7 @@ async def test_custom_sources() -> None:
             raise ValueError("vault is sealed")
 
     with pytest.raises(ValueError, match="sealed"):
-        await TokenRefresher(Broken(), clock=clock, sleep=sleep).get()
+        await TokenRefresher(Broken(), clock=clock).get()
     assert Broken.calls == 1  # only failures marked retryable are retried
 
     class WrongType:
@@ -680,7 +719,7 @@ async def test_custom_sources() -> None:
 
     class Stale:
         async def fetch(self) -> Token:
-            return Token("stale", clock() - 5)
+            return Token("stale", clock.time() - 5)
 
     with pytest.raises(TokenExpiredError, match=r"expired at 2027-01-15T07:59:55Z \(5 s ago\)"):
         await TokenRefresher(Stale(), clock=clock).get()
@@ -692,10 +731,14 @@ async def test_custom_sources() -> None:
 def test_refresher_settings_are_checked() -> None:
     with pytest.raises(ConfigurationError, match="leeway"):
         TokenRefresher(StaticToken("t"), leeway=-1)
-    with pytest.raises(ConfigurationError, match="max_attempts"):
-        TokenRefresher(StaticToken("t"), max_attempts=0)
-    with pytest.raises(ConfigurationError, match="backoff_base"):
-        TokenRefresher(StaticToken("t"), backoff_base=-0.1)
+    with pytest.raises(ConfigurationError, match="RetryPolicy"):
+        TokenRefresher(StaticToken("t"), retry=3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_retries"):
+        RetryPolicy(max_retries=-1)
+    with pytest.raises(ValueError, match="backoff_base"):
+        RetryPolicy(backoff_base=-0.1)
+    with pytest.raises(ConfigurationError, match="unauthorized_refresh_interval"):
+        TokenRefresher(StaticToken("t"), unauthorized_refresh_interval=-1)
     with pytest.raises(ConfigurationError, match="TokenRefresher"):
         AmperityAuth(StaticToken("t"))  # type: ignore[arg-type]
 
@@ -873,17 +916,13 @@ async def test_no_log_record_or_error_contains_a_secret(caplog: pytest.LogCaptur
     api = ApiServer()
     api.valid = {second}
     router.get(API_URL).mock(side_effect=api)
-    sleep = RecordingSleep()
     refresher = TokenRefresher(
-        ClientCredentials("c", CLIENT_SECRET, clock=clock),
-        context=endpoint_context(router),
-        clock=clock,
-        sleep=sleep,
+        ClientCredentials("c", CLIENT_SECRET, clock=clock), context=endpoint_context(router), clock=clock
     )
     messages: list[str] = []
     async with client_with(router, refresher) as client:
         assert (await client.get(API_URL)).status_code == 200  # 503, token, 401, 500, token, replay
-        clock.now = T0 + 7200
+        clock.set_time(T0 + 7200)
         with pytest.raises(TokenEndpointError) as caught:
             await client.get(API_URL)
         messages += [str(caught.value), repr(caught.value)]
@@ -893,7 +932,7 @@ async def test_no_log_record_or_error_contains_a_secret(caplog: pytest.LogCaptur
     with pytest.raises(TokenEndpointError) as caught:
         await issuer_refresher.get()
     messages += [str(caught.value), repr(caught.value)]
-    assert len(sleep.delays) == 2
+    assert len(clock.delays) == 2
     records = [record.getMessage() for record in caplog.records]
     assert any("retrying in" in record for record in records)
     assert any("replaying it once" in record for record in records)
@@ -916,7 +955,7 @@ async def test_built_in_sources_read_the_refreshers_clock_unless_given_their_own
 
     static = TokenRefresher(StaticToken(make_jwt(T0 + 10)), clock=clock)
     assert (await static.get()).expires_at == T0 + 10
-    clock.now = T0 + 10
+    clock.set_time(T0 + 10)
     with pytest.raises(TokenExpiredError):
         await static.get()
 
@@ -937,7 +976,7 @@ async def test_a_renewal_that_returns_the_same_access_token_is_not_replayed() ->
     )
     async with client_with(router, refresher) as client:
         first = await client.get(API_URL)
-        clock.now = T0 + 100  # the endpoint hands out the same token with a later expiry
+        clock.set_time(T0 + 100)  # the endpoint hands out the same token with a later expiry
         second = await client.get(API_URL)
     assert first.status_code == second.status_code == 401
     assert api_route.call_count == 2  # one per call: no replay with the token just refused

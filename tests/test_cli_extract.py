@@ -1,9 +1,13 @@
-"""The extraction CLI against the fake tenant: resume after a kill, sharding, extract-all, demo."""
+"""The extraction CLI against the fake tenant: resume after a kill, sharding, extract-all, demo.
+
+Whatever point a run is killed at, ``--resume`` ends with output byte-identical to a clean run's.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,6 +19,8 @@ import pytest
 
 from amperity_async.custom.cli import main
 from amperity_async.testing import FakeTenantConfig
+
+from extract_support import interrupted, one_line, start_cli, state, wait_until
 
 
 @pytest.fixture
@@ -133,3 +139,98 @@ def test_demo_runs_end_to_end_on_a_small_tenant(tmp_path: Path, capsys: pytest.C
     report = capsys.readouterr().out
     assert "list_segment" in report and "total" in report
     assert len(lines(tmp_path / "out" / "list_segment.jsonl")) == 150
+
+
+def test_resume_after_sigkill_at_random_points_is_byte_identical(fake_tenant: Any, tmp_path: Path) -> None:
+    env = cli_env(fake_tenant)
+    args = ["extract", "list_events", "--limit", "20"]
+    reference, out = tmp_path / "reference.jsonl", tmp_path / "events.jsonl"
+    assert run_cli([*args, "--out", str(reference)], env).returncode == 0
+    dice = random.Random(20260401)
+    kills = 0
+    for attempt in range(8):
+        proc = start_cli([*args, "--out", str(out), *(["--resume"] if attempt else [])], env)
+        pages = state(out).get("pages", 0) if attempt else 0
+        wait_until(lambda: state(out).get("pages", 0) > pages or proc.poll() is not None, "a page")
+        time.sleep(dice.uniform(0, 0.12))  # anywhere in the next page: fetching, checkpointing, writing
+        if proc.poll() is not None:
+            proc.communicate()
+            break
+        proc.kill()
+        proc.communicate(timeout=60)
+        kills += 1
+    assert kills >= 3
+    finished = run_cli([*args, "--out", str(out), "--resume"], env)
+    assert finished.returncode == 0, finished.stderr
+    assert out.read_bytes() == reference.read_bytes()
+    assert state(out)["done"] is True and state(out)["rows"] == 600
+
+
+def test_sharded_resume_after_sigkill_equals_a_clean_sharded_run(fake_tenant: Any, tmp_path: Path) -> None:
+    env = cli_env(fake_tenant)
+    window = ["--param", "happened_from=2025-12-01T00:00:00Z", "--param", "happened_to=2026-05-01T00:00:00Z"]
+    args = ["extract", "list_events", "--limit", "20", *window, "--shards", "3"]
+    clean, out = tmp_path / "clean.jsonl", tmp_path / "events.jsonl"
+    assert run_cli([*args, "--out", str(clean)], env).returncode == 0
+    shard = out.with_name(out.name + ".shard1")
+    interrupted([*args, "--out", str(out)], env, shard, pages=2)
+    assert out.read_bytes() == b"" and shard.exists()
+    again = run_cli([*args, "--out", str(out)], env)
+    assert again.returncode == 2 and "shard" in one_line(again)  # unfinished shards are output too
+    resumed = run_cli([*args, "--out", str(out), "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert out.read_bytes() == clean.read_bytes()
+    assert len(lines(out)) == 600 and not list(tmp_path.glob("events.jsonl.shard*"))
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if not p.name.endswith(".checkpoint")}
+
+
+def test_extract_all_resumes_after_sigkill_without_from_or_to(fake_tenant: Any, tmp_path: Path) -> None:
+    env = cli_env(fake_tenant)
+    clean, out = tmp_path / "clean", tmp_path / "all"
+    assert run_cli(["extract-all", "--out", str(clean), "--limit", "20"], env).returncode == 0
+    interrupted(["extract-all", "--out", str(out), "--limit", "20"], env, out / "list_events.jsonl", pages=3)
+    manifest = json.loads((out / "extract-all.checkpoint").read_text())
+    assert manifest["done"] is False and manifest["started"]
+
+    refused = run_cli(["extract-all", "--out", str(out), "--limit", "20"], env)
+    assert refused.returncode == 2 and "--resume" in one_line(refused)
+    other_limit = run_cli(["extract-all", "--out", str(out), "--limit", "50", "--resume"], env)
+    assert other_limit.returncode == 2 and "--limit 20" in one_line(other_limit)
+
+    resumed = run_cli(["extract-all", "--out", str(out), "--limit", "20", "--resume"], env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _files(out) == _files(clean)
+    assert json.loads((out / "extract-all.checkpoint").read_text())["started"] == manifest["started"]
+
+
+def test_extract_all_overwrite_replaces_only_what_the_earlier_run_wrote(fake_tenant: Any, tmp_path: Path) -> None:
+    env = cli_env(fake_tenant)
+    out = tmp_path / "all"
+    assert run_cli(["extract-all", "--out", str(out), "--limit", "100"], env).returncode == 0
+    first = _files(out)
+    (out / "notes.txt").write_text("mine")
+    (out / "list_profiles-idx-gone.jsonl").write_bytes(b"")
+    manifest = json.loads((out / "extract-all.checkpoint").read_text())
+    manifest["files"].append("list_profiles-idx-gone.jsonl")  # an index that no longer exists
+    (out / "extract-all.checkpoint").write_text(json.dumps(manifest))
+    again = run_cli(["extract-all", "--out", str(out), "--limit", "100", "--overwrite"], env)
+    assert again.returncode == 0, again.stderr
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not (out / "list_profiles-idx-gone.jsonl").exists()
+    assert _files(out) == {**first, "notes.txt": b"mine"}
+
+
+def test_demo_replaces_its_own_output_but_no_other_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    argv = ["demo", "--out", str(out), "--rows", "40", "--profiles", "10", "--indexes", "1"]
+    assert main(argv) == 0
+    assert main(argv) == 0
+    capsys.readouterr()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "data.csv").write_text("keep")
+    assert main(["demo", "--out", str(tmp_path / "mine"), "--rows", "5"]) == 2
+    assert "other files" in capsys.readouterr().err
+    assert (tmp_path / "mine" / "data.csv").read_text() == "keep"

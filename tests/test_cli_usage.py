@@ -16,7 +16,7 @@ CASES = [
     (["extract", "list_nothing", "--tenant", "acme", "--token", "t"], {}, "unknown operation 'list_nothing'"),
     (["extract", "get_workflow", "--tenant", "acme", "--token", "t"], {}, "not a list operation"),
     (["extract", "list_segment", "--tenant", "acme", "--token", "t", "--param", "oops"], {}, "key=value"),
-    (["extract", "list_segment", "--tenant", "acme", "--token", "t", "--resume"], {}, "--resume and --shards need --out"),
+    (["extract", "list_segment", "--tenant", "acme", "--token", "t", "--resume"], {}, "need --out FILE"),
     (["extract", "list_profiles", "--tenant", "acme", "--token", "t"], {}, "needs --param id="),
     (["extract", "list_segment", "--limit", "ten"], {}, "invalid int value"),
     (["frobnicate"], {}, "invalid choice"),

@@ -226,7 +226,7 @@ async def test_401_refreshes_once_replays_once_then_raises() -> None:
         fetches = 0
 
         async def fetch(self) -> Any:
-            from amperity_async.custom.auth import Secret, Token
+            from amperity_async import Secret, Token
 
             self.fetches += 1
             return Token(access_token=Secret(jwt(time.time() + 3600, sub=f"k{self.fetches}")), expires_at=None)
@@ -313,3 +313,36 @@ async def test_breaking_out_of_paginate_cancels_the_prefetch_and_releases_it() -
                 await anyio.sleep(0.01)
     assert route.call_count == 1  # respx records only answered calls: the prefetch was cancelled unanswered
     assert prefetch_finished == ["p2"] and not release.is_set()
+
+
+async def test_default_api_versions_come_from_the_operation_index() -> None:
+    import copy
+
+    from amperity_async._operations import API_VERSIONS, OPERATIONS
+    from amperity_async.custom.operations import REGISTRY, OperationRegistry
+
+    variant = copy.deepcopy(API_VERSIONS)
+    variant["control-plane"]["default_version"] = "2026-01-15"
+    variant["control-plane"]["versions"].append("2026-01-15")
+    variant["profile"]["default_version"] = "2026-02-01"
+    registry = OperationRegistry(OPERATIONS, variant)
+    router = respx.Router(assert_all_called=False)
+    segments = router.get(f"{BASE}/segments").respond(200, json={"data": []})
+    index = router.get(f"{BASE}/indexes/idx-1").respond(200, json={"id": "idx-1", "name": "loyalty"})
+    async with make_client(router, registry=registry) as client:
+        assert client.api_versions == {"control-plane": "2026-01-15", "profile": "2026-02-01"}
+        await client.call(list_segment)
+        await client.call(get_index, "idx-1")
+        await list_segment.asyncio(client=client.generated)
+    assert [call.request.headers["api-version"] for call in segments.calls] == ["2026-01-15"] * 2
+    assert index.calls.last.request.headers["api-version"] == "2026-02-01"
+
+    async with make_client(router, registry=registry, profile_api_version="2025-07-31") as client:
+        await client.call(get_index, "idx-1")
+    assert client.api_versions["control-plane"] == "2026-01-15"
+    assert index.calls.last.request.headers["api-version"] == "2025-07-31"
+
+    default = make_client(router)
+    assert default.api_versions == {api: REGISTRY.default_version(api) for api in REGISTRY.api_versions}
+    with pytest.raises(ConfigurationError, match="api_version must be a version date"):
+        make_client(router, api_version="")

@@ -26,7 +26,9 @@ from amperity_async.api.profiles import list_profiles
 from amperity_async.api.segments import list_segment
 from amperity_async.api.workflow import run_workflow
 from amperity_async.client import Client
+from amperity_async.custom.calls import Bounds
 from amperity_async.custom.clock import ManualClock
+from amperity_async.custom.connections import default_inner_transport
 from amperity_async.custom.errors import (
     AmperityDeprecationWarning,
     APIConnectionError,
@@ -35,12 +37,8 @@ from amperity_async.custom.errors import (
 )
 from amperity_async.custom.operations import OperationInfo
 from amperity_async.custom.ratelimit import TokenBucket
-from amperity_async.custom.transport import (
-    AmperityTransport,
-    RetryPolicy,
-    default_inner_transport,
-    parse_retry_after,
-)
+from amperity_async.custom.retry import RetryPolicy, parse_retry_after
+from amperity_async.custom.transport import AmperityTransport
 from amperity_async.models.workflow_run_request import WorkflowRunRequest
 
 pytestmark = pytest.mark.anyio
@@ -104,7 +102,7 @@ def make_transport(
     retry: RetryPolicy | None = None,
     versions: dict[str, str] | None = None,
     random: Callable[[], float] = lambda: 1.0,
-    wall_clock: Callable[[], float] = lambda: 1_700_000_000.0,
+    bounds: Bounds | None = None,
 ) -> AmperityTransport:
     def limiter_for(op: OperationInfo | None) -> Any:
         return limiter
@@ -118,9 +116,9 @@ def make_transport(
         api_versions=versions or VERSIONS,
         limiter_for=limiter_for,
         retry=retry or RetryPolicy(),
+        bounds=bounds or Bounds(),
         clock=clock,
         random=random,
-        wall_clock=wall_clock,
     )
 
 
@@ -154,9 +152,12 @@ def router() -> respx.Router:
     return respx.Router(assert_all_called=False, base_url=BASE_URL)
 
 
+WALL_START = 1_700_000_000.0
+
+
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    return ManualClock(wall_start=WALL_START)
 
 
 # headers and versions
@@ -289,7 +290,7 @@ async def test_retry_after_seconds_wins_over_backoff_and_reaches_the_limiter(
 
 
 async def test_retry_after_as_an_http_date(router: respx.Router, clock: ManualClock) -> None:
-    now = 1_700_000_000.0
+    now = clock.time()
     when = email.utils.formatdate(now + 7, usegmt=True)
     script = Script(
         clock,
@@ -297,7 +298,7 @@ async def test_retry_after_as_an_http_date(router: respx.Router, clock: ManualCl
         httpx.Response(200, json=PAGE),
     )
     router.get("/segments").mock(side_effect=script)
-    client = generated_client(make_transport(router, clock, wall_clock=lambda: now))
+    client = generated_client(make_transport(router, clock))
     await drive(clock, lambda: list_segment.asyncio_detailed(client=client))
     assert script.times == pytest.approx([0.0, 7.0])
 
@@ -327,13 +328,15 @@ async def test_a_retry_after_beyond_max_retry_after_is_not_waited_for(
     response = await drive(clock, lambda: list_segment.asyncio_detailed(client=client))
     assert response.status_code == 429
     assert script.calls == 1
-    assert limiter.rate_limited == [60.0], "the limiter pauses at most max_retry_after"
+    assert limiter.rate_limited == [None], "the limiter hears of the 429 but is not paused"
 
 
 async def test_no_retry_starts_past_the_deadline(router: respx.Router, clock: ManualClock) -> None:
     script = Script(clock, httpx.Response(503, json={"status": 503, "message": "down"}))
     router.get("/segments").mock(side_effect=script)
-    client = generated_client(make_transport(router, clock, retry=RetryPolicy(max_retries=10, deadline=3.0)))
+    client = generated_client(
+        make_transport(router, clock, retry=RetryPolicy(max_retries=10), bounds=Bounds(deadline=3.0))
+    )
     response = await drive(clock, lambda: list_segment.asyncio_detailed(client=client))
     assert response.status_code == 503
     # waits 0.5, 1 (t=1.5); the next wait of 2 would end at 3.5 > 3
@@ -358,7 +361,9 @@ async def test_exhausted_connection_errors_raise_api_connection_error(
 ) -> None:
     script = Script(clock, httpx.ConnectError("connection refused"))
     router.get("/segments").mock(side_effect=script)
-    client = generated_client(make_transport(router, clock, retry=RetryPolicy(max_retries=1, deadline=100)))
+    client = generated_client(
+        make_transport(router, clock, retry=RetryPolicy(max_retries=1), bounds=Bounds(deadline=100))
+    )
     with pytest.raises(APIConnectionError) as caught:
         await drive(clock, lambda: list_segment.asyncio_detailed(client=client))
     assert not isinstance(caught.value, APITimeoutError)
@@ -703,8 +708,14 @@ async def test_deprecation_and_sunset_warn_once_per_operation_and_log_the_dates(
 def test_retry_policy_refuses_bad_values() -> None:
     with pytest.raises(ValueError, match="max_retries"):
         RetryPolicy(max_retries=-1)
+    with pytest.raises(ValueError, match="max_retry_after"):
+        RetryPolicy(max_retry_after=-1.0)
     with pytest.raises(ValueError, match="deadline"):
-        RetryPolicy(deadline=-1.0)
+        Bounds(deadline=-1.0)
+    with pytest.raises(ValueError, match="timeout"):
+        Bounds(timeout=0)
+    with pytest.raises(ValueError, match="max_response_bytes"):
+        Bounds(max_response_bytes=0)
 
 
 # the default transport against a real server on 127.0.0.1
