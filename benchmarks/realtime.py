@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import (  # noqa: E402  (the shared harness, beside this script)
+from run import (  # the shared harness, beside this script
     CLIENT_ID,
     CLIENT_SECRET,
     RESULTS_DIR,
@@ -106,7 +106,9 @@ async def _aiohttp_requests(spec: dict[str, Any], session: Any, token: str) -> t
     event_url = f"{root}/prof/events/{STREAM}"
 
     async def lookup(i: int) -> None:
-        async with session.get(lookup_url, params={"email": emails[i % PROFILES]}, headers=headers) as response:
+        async with session.get(
+            lookup_url, params={"email": emails[i % PROFILES]}, headers=headers
+        ) as response:
             body = json.loads(await response.read())
             assert response.status == 200 and body["profile_id"], body
 
@@ -285,7 +287,12 @@ def run(settings: Settings) -> dict[str, Any]:
             for round_number in range(settings.rounds):
                 order = VARIANTS if round_number % 2 == 0 else VARIANTS[::-1]
                 for variant in order:
-                    spec = {**cell, "variant": variant, "base_url": tenant.base_url, "root_url": tenant.root_url}
+                    spec = {
+                        **cell,
+                        "variant": variant,
+                        "base_url": tenant.base_url,
+                        "root_url": tenant.root_url,
+                    }
                     runs[variant].append(run_cell(spec, client_cpus))
             results.append({**cell, **{v: _best(runs[v], cell["loop"]) for v in VARIANTS}, "rounds": runs})
     return {"mode": settings.mode, "load_average": os.getloadavg(), "cells": results}
@@ -315,10 +322,11 @@ def markdown(results: dict[str, Any]) -> str:
             )
         else:
             for quantile, target in (("p50", TARGET_ADDED_P50_MS), ("p99", TARGET_ADDED_P99_MS)):
-                added = client[f"{quantile}_ms"] - raw[f"{quantile}_ms"]
+                ours, theirs = client[f"{quantile}_ms"], raw[f"{quantile}_ms"]
+                added = ours - theirs
                 lines.append(
-                    f"| lookups at {cell['rate']:g}/s open loop: {quantile} ms | {raw[f'{quantile}_ms']:.2f} | "
-                    f"{client[f'{quantile}_ms']:.2f} | +{added:.2f} ms | "
+                    f"| lookups at {cell['rate']:g}/s open loop: {quantile} ms | {theirs:.2f} | {ours:.2f} | "
+                    f"{added:+.2f} ms | "
                     f"≤ +{target:g} ms: {_verdict(added <= target)} |"
                 )
     load = ", ".join(f"{value:.2f}" for value in results["load_average"])
@@ -328,7 +336,9 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="shorter cells, two rounds")
     parser.add_argument("--smoke", action="store_true", help="a few requests per cell (for the tests)")
     parser.add_argument("--worker", nargs=2, metavar=("KIND", "SPEC"), help=argparse.SUPPRESS)

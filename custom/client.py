@@ -12,11 +12,12 @@ and every error and log line that leaves the client is scrubbed by it.
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, Protocol, Self, TypeVar
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -27,12 +28,21 @@ from amperity_async.client import AuthenticatedClient
 from amperity_async.models.error_response import ErrorResponse
 from amperity_async.types import Response, Unset
 
+from .answers import EmptyAnswer
 from .auth import AmperityAuth
-from .calls import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Bounds
+from .bases import ApiBases
+from .calls import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Bounds, CallContext
 from .clock import Clock, SystemClock
 from .connections import default_inner_transport
-from .errors import AmperityError, ConfigurationError, ResponseValidationError, error_for_response
-from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
+from .errors import (
+    AmperityError,
+    APIStatusError,
+    ConfigurationError,
+    IncompleteListWarning,
+    ResponseValidationError,
+    error_for_response,
+)
+from .operations import CONTROL_PLANE, PROFILE, REALTIME, REGISTRY, OperationInfo, OperationRegistry
 from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
 from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
 from .refresher import DEFAULT_UNAUTHORIZED_REFRESH_INTERVAL, TokenRefresher
@@ -48,6 +58,9 @@ DEFAULT_BASE_URL = "https://app.amperity.com/api"
 # Profile API's 2000 requests/second across the tenant.
 CONTROL_PLANE_RATE = 10.0
 PROFILE_RATE = 2000.0
+# Amperity documents no rate limit for the Real-time API: the Profile API's is assumed, and the
+# bucket halves its rate after a 429 like every other (see TokenBucket.on_rate_limited).
+REALTIME_RATE = 2000.0
 # Requests granted exactly 1/rate apart reach the server with some jitter, and a strict one-second
 # window would then count 11 where the client sent 10. The default buckets therefore also keep any
 # 1.01 s window to the limit; their capacity lets them make up for late wake-ups of the event loop
@@ -103,8 +116,8 @@ class _AsyncOnly(httpx.BaseTransport):
 def _api_versions(
     registry: OperationRegistry, api_version: str | None, profile_api_version: str | None
 ) -> dict[str, str]:
-    """The version to send per API: the spec's default unless the caller chose one."""
-    versions = {api: registry.default_version(api) for api in registry.api_versions}
+    """The version to send per API that has versions: the spec's default unless the caller chose one."""
+    versions = {api: registry.default_version(api) for api in registry.versioned_apis()}
     for api, chosen in ((CONTROL_PLANE, api_version), (PROFILE, profile_api_version)):
         if chosen is not None:
             versions[api] = chosen
@@ -134,6 +147,11 @@ class AmperityClient:
 
     - ``api_version``/``profile_api_version``: ``None`` sends the version the generated spec was
       built for (``registry.default_version``), so a spec update changes it with no code change.
+      The Real-time API has no versions: its requests carry no ``api-version``.
+    - ``realtime_base_url``: where the Real-time API's requests go; by default ``base_url`` with
+      ``/prof`` in place of its trailing ``/api`` (``https://app.amperity.com/prof``).
+      ``realtime_rate_limit``: its own bucket (default 2000/s, an assumption: Amperity documents
+      none), so lookups never queue behind a long extraction on the same client.
     - ``timeout``: seconds one attempt may take in all (connect, headers, the whole body);
       ``deadline``: seconds the whole call may take (token, rate-limit waits, retries, the replay
       after a 401); ``max_response_bytes``: the largest (decompressed) body read. Token requests
@@ -153,6 +171,8 @@ class AmperityClient:
         profile_api_version: str | None = None,
         rate_limit: RateLimiter | Unlimited | None = None,
         profile_rate_limit: RateLimiter | Unlimited | None = None,
+        realtime_base_url: str | None = None,
+        realtime_rate_limit: RateLimiter | Unlimited | None = None,
         per_operation_limits: bool = False,
         max_retries: int = 5,
         max_retry_after: float = 60.0,
@@ -171,7 +191,9 @@ class AmperityClient:
     ) -> None:
         if not isinstance(tenant, str) or not tenant.strip():
             raise ConfigurationError("tenant must be the tenant ID (a non-empty string), e.g. 'acme' or 'acme-sb-123'")
-        if per_operation_limits and (rate_limit is not None or profile_rate_limit is not None):
+        if per_operation_limits and any(
+            limit is not None for limit in (rate_limit, profile_rate_limit, realtime_rate_limit)
+        ):
             raise ConfigurationError("per_operation_limits creates its own buckets; do not also pass rate_limit")
         retry = _configured(lambda: RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after))
         bounds = _configured(
@@ -182,6 +204,8 @@ class AmperityClient:
         # region, or a fake tenant in tests).
         given_url = base_url or os.environ.get("AMPERITY_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = checked_url(given_url, "base_url")
+        self.bases = ApiBases.configure(registry, self.base_url, {REALTIME: realtime_base_url})
+        self.realtime_base_url = self.bases.url_of(REALTIME)
         self.api_versions = _api_versions(registry, api_version, profile_api_version)
         self.registry = registry
         self.prefetch = prefetch
@@ -189,7 +213,7 @@ class AmperityClient:
         self.bounds = bounds
         self._clock = clock or SystemClock()
         self.redactor = Redactor()
-        rates = {CONTROL_PLANE: CONTROL_PLANE_RATE, PROFILE: PROFILE_RATE}
+        rates = {CONTROL_PLANE: CONTROL_PLANE_RATE, PROFILE: PROFILE_RATE, REALTIME: REALTIME_RATE}
         limiter_for: Callable[[OperationInfo | None], RateLimiter | None]
         if per_operation_limits:
             limiter_for = PerOperationLimits(
@@ -203,12 +227,17 @@ class AmperityClient:
                 PROFILE: choose_limiter(
                     profile_rate_limit, lambda: default_bucket(PROFILE_RATE, self._clock), setting="profile_rate_limit"
                 ),
+                REALTIME: choose_limiter(
+                    realtime_rate_limit,
+                    lambda: default_bucket(REALTIME_RATE, self._clock),
+                    setting="realtime_rate_limit",
+                ),
             })
         inner = transport if transport is not None else default_inner_transport(max_connections=max_connections)
         self._transport = AmperityTransport(
             inner,
             tenant=tenant,
-            base_path=urlsplit(self.base_url).path,
+            bases=self.bases,
             api_versions=self.api_versions,
             limiter_for=limiter_for,
             retry=retry,
@@ -228,8 +257,10 @@ class AmperityClient:
             unauthorized_refresh_interval=unauthorized_refresh_interval,
             redactor=self.redactor,
         )
+        # The generated functions' URLs carry their API's base path (/api/..., /prof/...): they are
+        # resolved against the host, and the transport moves each to its API's configured base URL.
         self.http = httpx.AsyncClient(
-            base_url=self.base_url,
+            base_url=self.bases.root,
             auth=AmperityAuth(self.refresher, deadline=deadline),
             transport=self._transport,
             timeout=bounds.httpx_timeout(),
@@ -237,7 +268,9 @@ class AmperityClient:
         )
         # Requests carry tokens from the auth flow above; the generated client's own token field
         # is only read by its sync path, which is disabled.
-        self.generated = AuthenticatedClient(base_url=self.base_url, token="", raise_on_unexpected_status=False)
+        self.generated = AuthenticatedClient(
+            base_url=str(self.bases.root), token="", raise_on_unexpected_status=False
+        )
         self.generated.set_async_httpx_client(self.http)
         self.generated.set_httpx_client(httpx.Client(transport=_AsyncOnly()))
         self._validator = ResponseValidator() if validate_responses else None
@@ -288,14 +321,27 @@ class AmperityClient:
             return info
         return self.registry.for_operation(operation)
 
-    async def _send(self, info: OperationInfo, args: Sequence[Any], params: Mapping[str, Any]) -> httpx.Response:
+    async def _send(
+        self,
+        info: OperationInfo,
+        args: Sequence[Any],
+        params: Mapping[str, Any],
+        deadline: float | None = None,
+    ) -> httpx.Response:
         module = info.load_module()
         try:
             kwargs = module._get_kwargs(*args, **params)
         except TypeError as exc:
             raise TypeError(f"{info.name}: {exc}; it takes {', '.join(self._parameters(info)) or 'no arguments'}") from exc
         try:
-            response = await self.http.request(**kwargs)
+            if deadline is None:
+                response = await self.http.request(**kwargs)
+            else:
+                # This call's own deadline, instead of the client's: the auth flow and the
+                # transport find it on the request.
+                request = self.http.build_request(**kwargs)
+                CallContext.start(deadline, self._clock).attach(request)
+                response = await self.http.send(request)
         except AmperityError as exc:
             self.redactor.scrub_error(exc)
             raise
@@ -328,11 +374,25 @@ class AmperityClient:
             self.redactor.scrub_error(exc)
             raise
 
-    async def call(self, operation: OperationLike[T], /, *args: Any, **params: Any) -> T:
-        """Call an operation; return its parsed 2xx model or raise a typed error."""
+    async def call(
+        self, operation: OperationLike[T], /, *args: Any, deadline: float | None = None, **params: Any
+    ) -> T:
+        """Call an operation; return its parsed 2xx model or raise a typed error.
+
+        ``deadline``: seconds this call may take in all (token, rate-limit waits, retries), instead of
+        the client's; past it the call raises ``APITimeoutError``. An operation that answers without a
+        body returns an ``EmptyAnswer`` carrying the status (send-event: 202 published, 204 dropped).
+        A list that answers one page without a usable cursor warns (``IncompleteListWarning``) when
+        its ``total`` says the page does not hold every item.
+        """
         info = self.operation(operation)  # type: ignore[arg-type]
-        response = await self._send(info, args, params)
+        response = await self._send(info, args, params, _checked_deadline(deadline))
+        if info.response_schema is None and not response.content:
+            empty: Any = EmptyAnswer(response.status_code, response.headers.get("x-request-id"))
+            return empty  # typed as the generated function's parsed answer, which is None
         data = self._decode(info, response)
+        if info.returns_list and not info.paginated:
+            _warn_if_incomplete(info, data)
         model = getattr(generated_models, info.response_schema, None) if info.response_schema else None
         try:
             if model is None:
@@ -349,6 +409,27 @@ class AmperityClient:
                 request_id=response.headers.get("x-request-id"),
             ) from self.redactor.safe_cause(exc)
         return result
+
+    async def find(
+        self, operation: OperationLike[T], /, *args: Any, deadline: float | None = None, **params: Any
+    ) -> T | None:
+        """Like ``call``, but ``None`` when the server answers the operation's "nothing matched"
+        status (``OperationInfo.no_match_status``, from the spec: a Real-time lookup's 404).
+
+        For an operation without such a status it is a ConfigurationError; ``call`` raises
+        ``NotFoundError`` for a 404 instead.
+        """
+        info = self.operation(operation)  # type: ignore[arg-type]
+        if info.no_match_status is None:
+            raise ConfigurationError(
+                f"{info.name} has no status that means \"nothing matched\"; use client.call({info.name}, ...)"
+            )
+        try:
+            return await self.call(operation, *args, deadline=deadline, **params)
+        except APIStatusError as exc:
+            if exc.status_code == info.no_match_status:
+                return None
+            raise
 
     def pages(
         self,
@@ -444,3 +525,22 @@ class AmperityClient:
             return lambda item: item
         from_dict: Callable[[Any], Any] = model.from_dict
         return from_dict
+
+
+def _checked_deadline(deadline: float | None) -> float | None:
+    if deadline is not None and (
+        isinstance(deadline, bool)
+        or not isinstance(deadline, int | float)
+        or not (math.isfinite(deadline) and deadline > 0)
+    ):
+        raise ConfigurationError(f"deadline must be a positive number of seconds or None, got {deadline!r}")
+    return deadline
+
+
+def _warn_if_incomplete(info: OperationInfo, body: Any) -> None:
+    """A one-page list whose ``total`` is more than its page holds lost the rest: say so."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return
+    total, shown = body.get("total"), len(body["data"])
+    if isinstance(total, int) and not isinstance(total, bool) and total > shown:
+        warnings.warn(IncompleteListWarning(info.name, shown, total), stacklevel=3)

@@ -28,7 +28,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from amperity_async import AmperityClient, AmperityError, APITimeoutError, ClientCredentials, RequestTooLargeError
+from amperity_async import (
+    AmperityClient,
+    AmperityError,
+    APITimeoutError,
+    ClientCredentials,
+    RequestTooLargeError,
+)
 from amperity_async.api.realtime import lookup_profile, send_event
 from amperity_async.models import CollectionProfile, KeychainKeys, StreamEvent
 
