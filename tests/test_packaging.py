@@ -232,10 +232,11 @@ def test_an_unrelated_pytest_project_passes_and_the_plugin_is_opt_in(
     assert "1 passed" in result
 
 
-def test_the_regular_install_is_typed_for_users_outside_the_repository(
-    installed_wheel: InstalledWheel, workdir: Path
-) -> None:
-    check_user_programs(installed_wheel.venv.python, workdir / "typing")
+def test_the_regular_install_is_typed_for_users_outside_the_repository(dists: Dists, workdir: Path) -> None:
+    # With the extras the README's examples use (RedisTokenBucket's signature names redis's client).
+    venv = fresh_venv(workdir / "venv-typed")
+    venv.pip_install(f"{dists.wheel}[redis]", cwd=workdir)
+    check_user_programs(venv.python, workdir / "typing")
 
 
 def test_pip_install_dot_from_a_clean_clone_without_make(workdir: Path) -> None:

@@ -20,7 +20,7 @@ from .failures import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    Redactor,
+    redactor_for,
     UsageError,
     leaves,
     quiet_library_output,
@@ -59,14 +59,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args: argparse.Namespace | None = None
     try:
         args = build_parser().parse_args(arguments)
-        with quiet_library_output(Redactor(secrets_of(args)), debug=debug):
+        with quiet_library_output(redactor_for(secrets_of(args)), debug=debug):
             return int(anyio.run(COMMANDS[args.command], args))
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
     except BaseException as exc:  # every failure becomes one line and a status
         if any(isinstance(e, BrokenPipeError) for e in leaves(exc)):
             _silence_stdout()
-        return report(exc, redact=Redactor(secrets_of(args)), debug=debug, resumable=_resumable(args))
+        return report(exc, redact=redactor_for(secrets_of(args)), debug=debug, resumable=_resumable(args))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ traceback first. Known secrets are scrubbed from both, whatever the exception te
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import re
@@ -18,17 +17,16 @@ import sys
 import traceback
 import warnings
 from collections.abc import Iterable, Iterator
-from urllib.parse import quote, quote_plus
 
 import attrs
 
 from ..errors import AmperityError, ConfigurationError
 from ..extract import ExtractionInputError, OutputLockedError
+from ..secrets import Redactor
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-_MIN_SECRET = 8  # shorter values would blank out ordinary words
 _SPACE = re.compile(r"\s+")
 
 
@@ -42,23 +40,9 @@ class Failure:
     line: str
 
 
-class Redactor:
-    """Replaces secrets in text, as given and in their URL-encoded and base64 forms."""
-
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        forms: set[str] = set()
-        for secret in secrets:
-            if not secret or len(secret) < _MIN_SECRET:
-                continue
-            raw = secret.encode()
-            forms.update({
-                secret, quote(secret, safe=""), quote_plus(secret),
-                base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode().rstrip("="),
-            })
-        self._pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))) if forms else None
-
-    def __call__(self, text: str) -> str:
-        return self._pattern.sub("[redacted]", text) if self._pattern is not None else text
+def redactor_for(secrets: Iterable[str | None]) -> Redactor:
+    """The library's redactor, knowing every secret the command may hold (each in all its forms)."""
+    return Redactor(*(secret for secret in secrets if secret))
 
 
 def leaves(exc: BaseException) -> list[BaseException]:
@@ -125,7 +109,7 @@ def quiet_library_output(redact: Redactor, *, debug: bool) -> Iterator[None]:
     saved_level, saved_propagate, saved_showwarning = logger.level, logger.propagate, warnings.showwarning
 
     def show(message: Warning | str, category: type[Warning], *_: object, **__: object) -> None:
-        sys.stderr.write(f"warning: {redact(_SPACE.sub(' ', str(message)).strip())}\n")
+        sys.stderr.write(f"warning: {redact.scrub(_SPACE.sub(' ', str(message)).strip())}\n")
 
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.ERROR)
@@ -146,7 +130,7 @@ class _RedactingFilter(logging.Filter):
         self._redact = redact
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = self._redact(record.getMessage()), None
+        record.msg, record.args = self._redact.scrub(record.getMessage()), None
         return True
 
 
@@ -155,8 +139,8 @@ def report(exc: BaseException, *, redact: Redactor, debug: bool, resumable: bool
     failure = describe(exc, resumable=resumable)
     try:
         if debug:
-            sys.stderr.write(redact("".join(traceback.format_exception(exc))))
-        sys.stderr.write(f"error: {redact(failure.line)}\n")
+            sys.stderr.write(redact.scrub("".join(traceback.format_exception(exc))))
+        sys.stderr.write(f"error: {redact.scrub(failure.line)}\n")
         sys.stderr.flush()
     except OSError:
         pass  # stderr is gone too: the exit status is all that is left to say it
