@@ -388,8 +388,9 @@ class AmperityClient:
         info = self.operation(operation)  # type: ignore[arg-type]
         response = await self._send(info, args, params, _checked_deadline(deadline))
         if info.response_schema is None and not response.content:
-            empty: Any = EmptyAnswer(response.status_code, response.headers.get("x-request-id"))
-            return empty  # typed as the generated function's parsed answer, which is None
+            # The generated function's parsed answer would be None: the status is the answer here.
+            empty: T = EmptyAnswer(response.status_code, response.headers.get("x-request-id"))  # type: ignore[assignment]
+            return empty
         data = self._decode(info, response)
         if info.returns_list and not info.paginated:
             _warn_if_incomplete(info, data)
