@@ -105,6 +105,31 @@ ListOperationLike = ListOperation[T] | Callable[..., Awaitable[Response[PageMode
 OperationLike = Operation[T] | Callable[..., Awaitable[Response[T | ErrorResponse]]]
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing. Amperity's APIs set no cookies, and httpx would otherwise
+    run every answer through the standard library's cookie jar (a sizeable share of a lookup's CPU)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+class _HttpClient(httpx.AsyncClient):
+    """httpx's client, without cookie persistence (see ``_NoCookies``)."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: httpx._types.CookieTypes) -> None:
+        raise ConfigurationError("the client keeps no cookies: Amperity's APIs set none")
+
+
 class _AsyncOnly(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         raise ConfigurationError(
@@ -259,7 +284,8 @@ class AmperityClient:
         )
         # The generated functions' URLs carry their API's base path (/api/..., /prof/...): they are
         # resolved against the host, and the transport moves each to its API's configured base URL.
-        self.http = httpx.AsyncClient(
+        self._root = str(self.bases.root).rstrip("/")
+        self.http: httpx.AsyncClient = _HttpClient(
             base_url=self.bases.root,
             auth=AmperityAuth(self.refresher, deadline=deadline),
             transport=self._transport,
@@ -334,14 +360,12 @@ class AmperityClient:
         except TypeError as exc:
             raise TypeError(f"{info.name}: {exc}; it takes {', '.join(self._parameters(info)) or 'no arguments'}") from exc
         try:
-            if deadline is None:
-                response = await self.http.request(**kwargs)
-            else:
+            request = self._request(kwargs)
+            if deadline is not None:
                 # This call's own deadline, instead of the client's: the auth flow and the
                 # transport find it on the request.
-                request = self.http.build_request(**kwargs)
                 CallContext.start(deadline, self._clock).attach(request)
-                response = await self.http.send(request)
+            response = await self.http.send(request)
         except AmperityError as exc:
             self.redactor.scrub_error(exc)
             raise
@@ -349,6 +373,15 @@ class AmperityClient:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
             raise error_for_response(response, scrub=self.redactor.scrub, retry_after=retry_after)
         return response
+
+    def _request(self, kwargs: Mapping[str, Any]) -> httpx.Request:
+        """The request of a generated function's arguments, its URL made in one piece: httpx would
+        parse it three times over (joining the base URL, then merging the query)."""
+        params = kwargs.get("params")
+        query = str(httpx.QueryParams(params)) if params else ""
+        url = httpx.URL(self._root + kwargs["url"] + ("?" + query if query else ""))
+        rest = {key: value for key, value in kwargs.items() if key not in ("url", "params")}
+        return self.http.build_request(url=url, **rest)
 
     @staticmethod
     def _parameters(info: OperationInfo) -> list[str]:
