@@ -422,7 +422,8 @@ class AmperityClient:
         response = await self._send(info, args, params, _checked_deadline(deadline))
         if info.response_schema is None and not response.content:
             # The generated function's parsed answer would be None: the status is the answer here.
-            empty: T = EmptyAnswer(response.status_code, response.headers.get("x-request-id"))  # type: ignore[assignment]
+            answer = EmptyAnswer(response.status_code, response.headers.get("x-request-id"))
+            empty: T = answer  # type: ignore[assignment]
             return empty
         data = self._decode(info, response)
         if info.returns_list and not info.paginated:

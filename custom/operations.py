@@ -170,7 +170,9 @@ class OperationRegistry:
 
     def api_of_path(self, path: str) -> ApiInfo | None:
         """The API whose base path ``path`` is under (the longest base path that fits)."""
-        fits = [api for api in self.apis.values() if path == api.base_path or path.startswith(api.base_path + "/")]
+        fits = [
+            api for api in self.apis.values() if path == api.base_path or path.startswith(api.base_path + "/")
+        ]
         return max(fits, key=lambda api: len(api.base_path), default=None)
 
     def list_operations(self) -> list[OperationInfo]:
