@@ -25,6 +25,7 @@ from typing import Any
 
 import attrs
 
+from .checks import RequestError
 from .config import FakeTenantConfig
 
 _GIVEN_NAMES = ("Ana", "Ben", "Chen", "Dara", "Eli", "Fatima", "Goro", "Hana", "Ines", "Jon")
@@ -35,13 +36,8 @@ _DEFAULT_BUCKETS = {"minute": 60, "hour": 48, "day": 30}
 MAX_HISTORY_BUCKETS = 1500
 
 
-class StoreError(Exception):
+class StoreError(RequestError):
     """A request the store refuses; ``status`` and the message are the answer."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 PUBLISHED, DROPPED = "published", "dropped"

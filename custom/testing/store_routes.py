@@ -22,7 +22,7 @@ from aiohttp import web
 from .checks import RequestError, parse_datetime_ms
 from .config import FakeTenantConfig
 from .cursors import CursorCodec, CursorError
-from .profile_store import DROPPED, ProfileStore, StoreError
+from .profile_store import DROPPED, ProfileStore
 from .spec import Operation, Schema, TenantSpec
 
 _JSON = "application/json"
@@ -79,19 +79,7 @@ class StoreRoutes:
         plain: Mapping[str, str],
         objects: Mapping[str, Mapping[str, str]],
     ) -> StoreAnswer:
-        try:
-            return await self._answer(request, op, values, plain, objects)
-        except StoreError as exc:
-            raise RequestError(exc.message, exc.status) from None
-
-    async def _answer(
-        self,
-        request: web.Request,
-        op: Operation,
-        values: tuple[str, ...],
-        plain: Mapping[str, str],
-        objects: Mapping[str, Mapping[str, str]],
-    ) -> StoreAnswer:
+        """The answer of the store's action; raises RequestError (StoreError) with the status to refuse."""
         store, action = self.store, op.store_action
         now_ms = int(self.config.clock() * 1000)
         if action == "publish":
