@@ -42,7 +42,7 @@ $(VENV)/.tools: pyproject.toml tools/build_requirements.py
 	$(PY) -m pip install --quiet -r $(VENV)/build-requirements.txt
 	touch $@
 
-$(GENERATED): $(LOCK) $(WRITTEN) $(OVERLAYS) $(TEMPLATES) $(PIPELINE) generator-config.yaml pyproject.toml | $(VENV)/.tools
+$(GENERATED): $(LOCK) $(WRITTEN) $(OVERLAYS) $(TEMPLATES) $(PIPELINE) generator-config.yaml openapi/resource-names.yaml custom/client.py pyproject.toml | $(VENV)/.tools
 	$(PY) -m tools.specs build
 	touch $@
 

@@ -29,6 +29,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -37,17 +38,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import (  # the shared harness, beside this script
-    CLIENT_ID,
-    CLIENT_SECRET,
-    RESULTS_DIR,
-    ROOT,
-    TENANT,
-    TenantProcess,
-    _cpu_sets,
-    _fetch_access_token,
-    _own_cpu_seconds,
-)
+# The shared harness, beside this script.
+from harness.processes import CpuPlan, own_cpu_seconds, pin
+from harness.settings import CLIENT_ID, CLIENT_SECRET, RESULTS_DIR, ROOT, TENANT
+from harness.tenant_sections import TenantProcess
 
 COLLECTION, STREAM = "pc-customers", "es-web-events"
 PROFILES = 10_000
@@ -96,6 +90,14 @@ def _event(i: int) -> dict[str, Any]:
 
 
 Request = Callable[[int], Awaitable[None]]
+
+
+async def _access_token(base_url: str, session: Any) -> str:
+    form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    async with session.post(f"{base_url}/v0/oauth2/token", data=form, headers={"X-Amperity-Tenant": TENANT}) as answer:
+        answer.raise_for_status()
+        token: str = (await answer.json())["access_token"]
+        return token
 
 
 async def _aiohttp_requests(spec: dict[str, Any], session: Any, token: str) -> tuple[Request, Request]:
@@ -151,11 +153,11 @@ async def _closed_loop(request: Request, tasks: int, warmup: float, seconds: flo
         return done
 
     await asyncio.gather(*(loop(time.perf_counter() + warmup) for _ in range(tasks)))
-    cpu_before = _own_cpu_seconds()
+    cpu_before = own_cpu_seconds()
     started = time.perf_counter()
     count = sum(await asyncio.gather(*(loop(started + seconds) for _ in range(tasks))))
     elapsed = time.perf_counter() - started
-    cpu = _own_cpu_seconds() - cpu_before
+    cpu = own_cpu_seconds() - cpu_before
     return {"requests": count, "seconds": elapsed, "per_s": count / elapsed, "cpu_us": 1e6 * cpu / count}
 
 
@@ -193,13 +195,11 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """One cell: a variant, a kind (lookup or event), closed or open loop."""
     import aiohttp
 
-    connector = aiohttp.TCPConnector(limit=POOL)
     if spec["variant"] == "aiohttp":
-        token = await _fetch_access_token(spec["base_url"])
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL)) as session:
+            token = await _access_token(spec["base_url"], session)
             lookup, event = await _aiohttp_requests(spec, session, token)
             return await _run_cell(spec, lookup, event)
-    await connector.close()
     from amperity_async import UNLIMITED, AmperityClient, ClientCredentials
 
     async with AmperityClient(
@@ -227,11 +227,10 @@ async def _run_cell(spec: dict[str, Any], lookup: Request, event: Request) -> di
 WORKERS: dict[str, Callable[[dict[str, Any]], Coroutine[Any, Any, dict[str, Any]]]] = {"measure": measure}
 
 
-def run_cell(spec: dict[str, Any], cpus: set[int] | None) -> dict[str, Any]:
+def run_cell(spec: dict[str, Any], cpus: frozenset[int] | None) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "measure", json.dumps(spec)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    if cpus is not None:
-        os.sched_setaffinity(proc.pid, cpus)
+    pin(proc.pid, cpus)
     try:
         stdout, stderr = proc.communicate(timeout=600)
     except subprocess.TimeoutExpired:
@@ -277,11 +276,12 @@ def _best(runs: list[dict[str, Any]], loop: str) -> dict[str, Any]:
     }
 
 
-def run(settings: Settings) -> dict[str, Any]:
-    server_cpus, client_cpus = _cpu_sets()
+def run(settings: Settings, scratch: Path) -> dict[str, Any]:
+    cpus = CpuPlan.detect()
+    client_cpus = cpus.client
     flags = ["--no-rate-limits", "--profiles-per-collection", str(PROFILES)]
     results: list[dict[str, Any]] = []
-    with TenantProcess(flags, server_cpus) as tenant:
+    with TenantProcess(flags, cpus.server, scratch) as tenant:
         for cell in _cells(settings):
             runs: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
             for round_number in range(settings.rounds):
@@ -349,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(asyncio.run(WORKERS[kind](json.loads(spec)))))
         return 0
     settings = Settings.for_mode("smoke" if args.smoke else "quick" if args.quick else "full")
-    results = run(settings)
+    with tempfile.TemporaryDirectory(prefix="realtime-bench-") as scratch:
+        results = run(settings, Path(scratch))
     table = markdown(results)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "realtime.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

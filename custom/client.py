@@ -8,24 +8,33 @@ functions use the same httpx client, so raw generated calls get all of it too.
 
 The client owns one ``Redactor``: it knows the token source's secrets and every token obtained,
 and every error and log line that leaves the client is scrubbed by it.
+
+Operations are described to this layer by the ``ENDPOINT`` descriptor of their generated module
+(request builder, response and item models); ``call``/``pages``/``paginate`` on a module go
+through the module's typed ``call``/``pages``/``items`` functions, whose signatures are what type
+checkers see. The resource view (``client.workflows.run(...)``, generated in
+``amperity_async.resources``) is a typed surface over the same three methods.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import inspect
 import math
 import os
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, overload
 
 import anyio
 import anyio.abc
 import httpx
 
-from amperity_async import models as generated_models
 from amperity_async.client import AuthenticatedClient
 from amperity_async.models.error_response import ErrorResponse
+from amperity_async.resources import ResourceView
 from amperity_async.types import Response, Unset
 
 from .answers import EmptyAnswer
@@ -34,6 +43,7 @@ from .bases import ApiBases
 from .calls import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Bounds, CallContext
 from .clock import Clock, SystemClock
 from .connections import default_inner_transport
+from .endpoints import Endpoint, ListEndpoint
 from .errors import (
     AmperityError,
     APIStatusError,
@@ -75,6 +85,7 @@ def default_bucket(limit: float, clock: Clock | None = None) -> TokenBucket:
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
+P = ParamSpec("P")
 
 
 class PageModel(Protocol[T_co]):
@@ -87,22 +98,44 @@ class PageModel(Protocol[T_co]):
     def next_token(self) -> str | None | Unset: ...
 
 
-class ListOperation(Protocol[T_co]):
-    """A generated list module, e.g. ``amperity_async.api.segments.list_segment``."""
-
-    @property
-    def asyncio_detailed(self) -> Callable[..., Awaitable[Response[PageModel[T_co] | ErrorResponse]]]: ...
-
-
-class Operation(Protocol[T_co]):
-    """Any generated operation module, e.g. ``amperity_async.api.workflow.run_workflow``."""
-
-    @property
-    def asyncio_detailed(self) -> Callable[..., Awaitable[Response[T_co | ErrorResponse]]]: ...
+# The generator's own functions (``list_segment.asyncio_detailed``): their ``client`` argument is a
+# keyword, so only their result can be typed through; a module's typed ``call`` types the arguments.
+GeneratedFunction = Callable[..., Awaitable[Response[T | ErrorResponse]]]
+GeneratedListFunction = Callable[..., Awaitable[Response[PageModel[T] | ErrorResponse]]]
 
 
-ListOperationLike = ListOperation[T] | Callable[..., Awaitable[Response[PageModel[T] | ErrorResponse]]]
-OperationLike = Operation[T] | Callable[..., Awaitable[Response[T | ErrorResponse]]]
+class TypedOperation(Protocol[P, T_co]):
+    """A generated operation module: its ``call(client, ...)`` types ``client.call(module, ...)``."""
+
+    def call(self, client: AmperityClient, /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T_co]: ...
+
+
+class TypedPages(Protocol[P, T]):
+    """A generated list module whose cursor can be followed: its ``pages(client, ...)``."""
+
+    def pages(self, client: AmperityClient, /, *args: P.args, **kwargs: P.kwargs) -> PageIterator[T]: ...
+
+
+class TypedItems(Protocol[P, T]):
+    """A generated list module whose cursor can be followed: its ``items(client, ...)``."""
+
+    def items(self, client: AmperityClient, /, *args: P.args, **kwargs: P.kwargs) -> ItemIterator[T]: ...
+
+
+def _with_arguments(
+    name: str, function: Callable[..., T], args: Sequence[Any], params: Mapping[str, Any]
+) -> T:
+    """``function(*args, **params)``; a TypeError for arguments it does not take names the operation."""
+    try:
+        return function(*args, **params)
+    except TypeError as exc:
+        signature = inspect.signature(function)
+        try:
+            signature.bind(*args, **params)
+        except TypeError:
+            takes = [p for p in signature.parameters if p != "client"]
+            raise TypeError(f"{name}: {exc}; it takes {', '.join(takes) or 'no arguments'}") from exc
+        raise
 
 
 class _NoCookies(httpx.Cookies):
@@ -163,10 +196,12 @@ def _configured(make: Callable[[], T]) -> T:
         raise ConfigurationError(str(exc)) from None
 
 
-class AmperityClient:
+class AmperityClient(ResourceView):
     """An async client for one Amperity tenant.
 
-    Use it as an async context manager: ``async with AmperityClient(...) as client``. Limits given
+    Use it as an async context manager: ``async with AmperityClient(...) as client``. Every operation
+    is a method of an API area (``client.segments.list(limit=5)``, ``client.workflows.run(...)``);
+    ``client.call(module, ...)`` is the generic form. Limits given
     as ``rate_limit``/``profile_rate_limit`` may be shared by several clients (one budget); left out
     (None) they are buckets at the documented limits, and ``UNLIMITED`` turns the client-side limit off.
 
@@ -301,6 +336,10 @@ class AmperityClient:
         self.generated.set_httpx_client(httpx.Client(transport=_AsyncOnly()))
         self._validator = ResponseValidator() if validate_responses else None
         self._task_group: anyio.abc.TaskGroup | None = None
+        # The deadline of calls made within ``within(...)``, per task (None: the client's own).
+        self._call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+            "amperity_async_call_deadline", default=None
+        )
 
     def __repr__(self) -> str:
         return f"AmperityClient(tenant={self.tenant!r}, base_url={self.base_url!r}, api_versions={self.api_versions!r})"
@@ -337,8 +376,12 @@ class AmperityClient:
 
     # calls
 
-    def operation(self, operation: ModuleType | Callable[..., Any] | str) -> OperationInfo:
-        """The metadata of a generated module, one of its functions, or an operation name."""
+    def operation(
+        self, operation: ModuleType | Callable[..., Any] | Endpoint[..., Any] | str
+    ) -> OperationInfo:
+        """The metadata of a generated module, one of its functions, its ``ENDPOINT`` or an operation name."""
+        if isinstance(operation, Endpoint):
+            operation = operation.module
         if isinstance(operation, str):
             info = self.registry.get(operation)
             if info is None:
@@ -347,22 +390,24 @@ class AmperityClient:
             return info
         return self.registry.for_operation(operation)
 
+    def _module(self, operation: Any) -> tuple[OperationInfo, ModuleType]:
+        """The operation's metadata and generated module; anything else raises naming what was given."""
+        info = self.operation(operation)
+        return info, info.load_module()
+
     async def _send(
-        self,
-        info: OperationInfo,
-        args: Sequence[Any],
-        params: Mapping[str, Any],
-        deadline: float | None = None,
+        self, endpoint: Endpoint[..., Any], args: Sequence[Any], params: Mapping[str, Any]
     ) -> httpx.Response:
-        module = info.load_module()
         try:
-            kwargs = module._get_kwargs(*args, **params)
+            kwargs = endpoint.build_request(*args, **params)
         except TypeError as exc:
-            raise TypeError(f"{info.name}: {exc}; it takes {', '.join(self._parameters(info)) or 'no arguments'}") from exc
+            takes = ", ".join(endpoint.argument_names()) or "no arguments"
+            raise TypeError(f"{endpoint.name}: {exc}; it takes {takes}") from exc
         try:
             request = self._request(kwargs)
+            deadline = self._call_deadline.get()
             if deadline is not None:
-                # This call's own deadline, instead of the client's: the auth flow and the
+                # The deadline of ``within``, instead of the client's: the auth flow and the
                 # transport find it on the request.
                 CallContext.start(deadline, self._clock).attach(request)
             response = await self.http.send(request)
@@ -383,11 +428,22 @@ class AmperityClient:
         rest = {key: value for key, value in kwargs.items() if key not in ("url", "params")}
         return self.http.build_request(url=url, **rest)
 
-    @staticmethod
-    def _parameters(info: OperationInfo) -> list[str]:
-        module = info.load_module()
-        code = module._get_kwargs.__code__
-        return list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
+    @contextlib.contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        """Calls made in this block (by this task) take at most ``seconds`` each, token, rate-limit
+        waits and retries included, instead of the client's ``deadline``; past it they raise
+        ``APITimeoutError``. For a lookup while a page waits: ``with client.within(0.25): ...``."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not (math.isfinite(seconds) and seconds > 0)
+        ):
+            raise ConfigurationError(f"within() takes a positive number of seconds, got {seconds!r}")
+        token = self._call_deadline.set(float(seconds))
+        try:
+            yield
+        finally:
+            self._call_deadline.reset(token)
 
     def _decode(self, info: OperationInfo, response: httpx.Response) -> Any:
         request_id = response.headers.get("x-request-id")
@@ -407,33 +463,21 @@ class AmperityClient:
             self.redactor.scrub_error(exc)
             raise
 
-    async def call(
-        self, operation: OperationLike[T], /, *args: Any, deadline: float | None = None, **params: Any
+    async def _call_endpoint(
+        self, endpoint: Endpoint[..., T], args: Sequence[Any], params: Mapping[str, Any]
     ) -> T:
-        """Call an operation; return its parsed 2xx model or raise a typed error.
-
-        ``deadline``: seconds this call may take in all (token, rate-limit waits, retries), instead of
-        the client's; past it the call raises ``APITimeoutError``. An operation that answers without a
-        body returns an ``EmptyAnswer`` carrying the status (send-event: 202 published, 204 dropped).
-        A list that answers one page without a usable cursor warns (``IncompleteListWarning``) when
-        its ``total`` says the page does not hold every item.
-        """
-        info = self.operation(operation)  # type: ignore[arg-type]
-        response = await self._send(info, args, params, _checked_deadline(deadline))
-        if info.response_schema is None and not response.content:
-            # The generated function's parsed answer would be None: the status is the answer here.
+        info = self.operation(endpoint)
+        response = await self._send(endpoint, args, params)
+        if not endpoint.has_body:
+            # No body to parse: the status is the answer (send-event: 202 published, 204 dropped).
             answer = EmptyAnswer(response.status_code, response.headers.get("x-request-id"))
             empty: T = answer  # type: ignore[assignment]
             return empty
         data = self._decode(info, response)
         if info.returns_list and not info.paginated:
             _warn_if_incomplete(info, data)
-        model = getattr(generated_models, info.response_schema, None) if info.response_schema else None
         try:
-            if model is None:
-                parsed: T = info.load_module()._parse_response(client=self.generated, response=response)
-                return parsed
-            result: T = model.from_dict(data)
+            return endpoint.parse(data)
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             scrub = self.redactor.scrub
             field = scrub(str(exc.args[0])) if isinstance(exc, KeyError) and exc.args else "(body)"
@@ -443,46 +487,75 @@ class AmperityClient:
                 detail=scrub(f"{type(exc).__name__}: {exc}"),
                 request_id=response.headers.get("x-request-id"),
             ) from self.redactor.safe_cause(exc)
-        return result
 
-    async def find(
-        self, operation: OperationLike[T], /, *args: Any, deadline: float | None = None, **params: Any
-    ) -> T | None:
+    @overload
+    async def call(self, operation: TypedOperation[P, T], /, *args: P.args, **params: P.kwargs) -> T: ...
+
+    @overload
+    async def call(self, operation: Endpoint[P, T], /, *args: P.args, **params: P.kwargs) -> T: ...
+
+    @overload
+    async def call(
+        self,
+        operation: Callable[Concatenate[AmperityClient, P], Awaitable[T]],
+        /,
+        *args: P.args,
+        **params: P.kwargs,
+    ) -> T: ...
+
+    @overload
+    async def call(self, operation: GeneratedFunction[T], /, *args: Any, **params: Any) -> T: ...
+
+    @overload
+    async def call(self, operation: str, /, *args: Any, **params: Any) -> Any: ...
+
+    async def call(self, operation: object, /, *args: Any, **params: Any) -> Any:
+        """Call an operation; return its parsed 2xx model or raise a typed error.
+
+        ``operation`` is a generated module (``amperity_async.api.segments.list_segment``), one of
+        its functions, its ``ENDPOINT`` or its name (``"list_segment"``, ``"list-segment"``; typed
+        as returning Any). The arguments are those of the module's typed ``call``: path parameters
+        positionally, the rest by keyword; enum arguments also take their values.
+        """
+        if isinstance(operation, Endpoint):
+            return await self._call_endpoint(operation, args, params)
+        info, module = self._module(operation)
+        typed: Callable[..., Awaitable[Any]] = module.call
+        return await _with_arguments(info.name, typed, (self, *args), params)
+
+    @overload
+    async def find(self, operation: TypedOperation[P, T], /, *args: P.args, **params: P.kwargs) -> T | None: ...
+
+    @overload
+    async def find(self, operation: Endpoint[P, T], /, *args: P.args, **params: P.kwargs) -> T | None: ...
+
+    @overload
+    async def find(self, operation: str, /, *args: Any, **params: Any) -> Any: ...
+
+    async def find(self, operation: object, /, *args: Any, **params: Any) -> Any:
         """Like ``call``, but ``None`` when the server answers the operation's "nothing matched"
         status (``OperationInfo.no_match_status``, from the spec: a Real-time lookup's 404).
 
         For an operation without such a status it is a ConfigurationError; ``call`` raises
         ``NotFoundError`` for a 404 instead.
         """
-        info = self.operation(operation)  # type: ignore[arg-type]
+        info, _ = self._module(operation.module if isinstance(operation, Endpoint) else operation)
         if info.no_match_status is None:
             raise ConfigurationError(
-                f"{info.name} has no status that means \"nothing matched\"; use client.call({info.name}, ...)"
+                f'{info.name} has no status that means "nothing matched"; use client.call({info.name}, ...)'
             )
         try:
-            return await self.call(operation, *args, deadline=deadline, **params)
+            return await self.call(operation, *args, **params)  # type: ignore[call-overload]
         except APIStatusError as exc:
             if exc.status_code == info.no_match_status:
                 return None
             raise
 
-    def pages(
-        self,
-        operation: ListOperationLike[T],
-        /,
-        *args: Any,
-        start_token: str | None = None,
-        max_pages: int | None = None,
-        prefetch: bool | None = None,
-        pagination_guards: PaginationGuards | None = None,
-        **params: Any,
-    ) -> PageIterator[T]:
-        """Whole pages of a list operation: ``async for page in client.pages(list_segment, limit=100)``.
-
-        ``max_pages`` stops after that many pages (``next_token`` is then where the list goes on);
-        ``pagination_guards`` replaces the client's for this call.
-        """
-        info = self.operation(operation)  # type: ignore[arg-type]
+    def _pageable(self, operation: object, params: Mapping[str, Any]) -> tuple[OperationInfo, ModuleType]:
+        """The list operation to page through, refused with the reason when it cannot be paged."""
+        info, module = self._module(operation)
+        if "next_token" in params:
+            raise ConfigurationError("pass start_token=... to resume from a cursor, not next_token")
         if info.returns_list and not info.paginated:
             window = f" (at most {info.max_window_days} days each)" if info.max_window_days else ""
             raise ConfigurationError(
@@ -490,14 +563,73 @@ class AmperityClient:
                 f"client.call({info.name}, ...), one request per time window{window}"
             )
         if not info.paginated:
-            raise ConfigurationError(f"{info.name} is not a list operation; use client.call({info.name}, ...)")
-        if "next_token" in params:
-            raise ConfigurationError("pass start_token=... to resume from a cursor, not next_token")
-        convert = self._item_converter(info)
+            raise ConfigurationError(
+                f"{info.name} is not a list operation; use client.call({info.name}, ...)"
+            )
+        return info, module
 
-        async def fetch(token: str | None) -> Page[T]:
+    @overload
+    def pages(self, operation: TypedPages[P, T], /, *args: P.args, **params: P.kwargs) -> PageIterator[T]: ...
+
+    @overload
+    def pages(
+        self,
+        operation: ListEndpoint[..., Any, T] | GeneratedListFunction[T],
+        /,
+        *args: Any,
+        start_token: str | None = None,
+        max_pages: int | None = None,
+        prefetch: bool | None = None,
+        pagination_guards: PaginationGuards | None = None,
+        **params: Any,
+    ) -> PageIterator[T]: ...
+
+    @overload
+    def pages(
+        self,
+        operation: str | Endpoint[..., Any],
+        /,
+        *args: Any,
+        start_token: str | None = None,
+        max_pages: int | None = None,
+        prefetch: bool | None = None,
+        pagination_guards: PaginationGuards | None = None,
+        **params: Any,
+    ) -> PageIterator[Any]: ...
+
+    def pages(self, operation: object, /, *args: Any, **params: Any) -> PageIterator[Any]:
+        """Whole pages of a list operation: ``async for page in client.pages(list_segment, limit=100)``.
+
+        ``start_token`` resumes from a cursor; ``max_pages`` stops after that many pages
+        (``next_token`` is then where the list goes on); ``prefetch`` overrides the client's;
+        ``pagination_guards`` replaces the client's for this call.
+        """
+        if isinstance(operation, Endpoint):
+            options = {name: params.pop(name) for name in _PAGE_OPTIONS if name in params}
+            return self._pages_endpoint(operation, args, params, **options)
+        info, module = self._pageable(operation, params)
+        typed: Callable[..., PageIterator[Any]] | None = getattr(module, "pages", None)
+        if typed is None:  # a list whose items are not models has no typed form: the descriptor serves
+            return self.pages(module.ENDPOINT, *args, **params)
+        return _with_arguments(info.name, typed, (self, *args), params)
+
+    def _pages_endpoint(
+        self,
+        endpoint: Endpoint[..., Any],
+        args: Sequence[Any],
+        params: Mapping[str, Any],
+        *,
+        start_token: str | None = None,
+        max_pages: int | None = None,
+        prefetch: bool | None = None,
+        pagination_guards: PaginationGuards | None = None,
+    ) -> PageIterator[Any]:
+        info, _ = self._pageable(endpoint, params)
+        convert: Callable[[Any], Any] = endpoint.item if isinstance(endpoint, ListEndpoint) else _as_is
+
+        async def fetch(token: str | None) -> Page[Any]:
             page_params = dict(params, next_token=token) if token else params
-            response = await self._send(info, args, page_params)
+            response = await self._send(endpoint, args, page_params)
             body = self._decode(info, response)
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                 raise ResponseValidationError(
@@ -529,9 +661,15 @@ class AmperityClient:
             guards=pagination_guards or self.pagination_guards,
         )
 
+    @overload
+    def paginate(
+        self, operation: TypedItems[P, T], /, *args: P.args, **params: P.kwargs
+    ) -> ItemIterator[T]: ...
+
+    @overload
     def paginate(
         self,
-        operation: ListOperationLike[T],
+        operation: ListEndpoint[..., Any, T] | GeneratedListFunction[T],
         /,
         *args: Any,
         max_items: int | None = None,
@@ -540,36 +678,42 @@ class AmperityClient:
         prefetch: bool | None = None,
         pagination_guards: PaginationGuards | None = None,
         **params: Any,
-    ) -> ItemIterator[T]:
-        """Items across pages: ``async for segment in client.paginate(list_segment, limit=100)``."""
-        pages = self.pages(
-            operation,
-            *args,
-            start_token=start_token,
-            max_pages=max_pages,
-            prefetch=prefetch,
-            pagination_guards=pagination_guards,
-            **params,
-        )
-        return ItemIterator(pages, max_items=max_items)
+    ) -> ItemIterator[T]: ...
 
-    @staticmethod
-    def _item_converter(info: OperationInfo) -> Callable[[Any], Any]:
-        model = getattr(generated_models, info.item_schema, None) if info.item_schema else None
-        if model is None:
-            return lambda item: item
-        from_dict: Callable[[Any], Any] = model.from_dict
-        return from_dict
+    @overload
+    def paginate(
+        self,
+        operation: str | Endpoint[..., Any],
+        /,
+        *args: Any,
+        max_items: int | None = None,
+        start_token: str | None = None,
+        max_pages: int | None = None,
+        prefetch: bool | None = None,
+        pagination_guards: PaginationGuards | None = None,
+        **params: Any,
+    ) -> ItemIterator[Any]: ...
+
+    def paginate(self, operation: object, /, *args: Any, **params: Any) -> ItemIterator[Any]:
+        """Items across pages: ``async for segment in client.paginate(list_segment, limit=100)``.
+
+        ``max_items`` stops after that many items; the other options are those of ``pages``.
+        """
+        if isinstance(operation, Endpoint):
+            max_items = params.pop("max_items", None)
+            return ItemIterator(self.pages(operation, *args, **params), max_items=max_items)
+        info, module = self._pageable(operation, params)
+        typed: Callable[..., ItemIterator[Any]] | None = getattr(module, "items", None)
+        if typed is None:
+            return self.paginate(module.ENDPOINT, *args, **params)
+        return _with_arguments(info.name, typed, (self, *args), params)
 
 
-def _checked_deadline(deadline: float | None) -> float | None:
-    if deadline is not None and (
-        isinstance(deadline, bool)
-        or not isinstance(deadline, int | float)
-        or not (math.isfinite(deadline) and deadline > 0)
-    ):
-        raise ConfigurationError(f"deadline must be a positive number of seconds or None, got {deadline!r}")
-    return deadline
+_PAGE_OPTIONS = ("start_token", "max_pages", "prefetch", "pagination_guards")
+
+
+def _as_is(item: Any) -> Any:
+    return item
 
 
 def _warn_if_incomplete(info: OperationInfo, body: Any) -> None:
@@ -578,4 +722,4 @@ def _warn_if_incomplete(info: OperationInfo, body: Any) -> None:
         return
     total, shown = body.get("total"), len(body["data"])
     if isinstance(total, int) and not isinstance(total, bool) and total > shown:
-        warnings.warn(IncompleteListWarning(info.name, shown, total), stacklevel=3)
+        warnings.warn(IncompleteListWarning(info.name, shown, total), stacklevel=4)

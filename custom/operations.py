@@ -65,6 +65,8 @@ class OperationInfo:
     no_match_status: int | None = None
     """The status meaning "nothing matched" (a lookup's 404): ``client.find`` answers None for it."""
     success_statuses: tuple[int, ...] = (200,)
+    form_query: tuple[str, ...] = ()
+    """Object query parameters whose entries are sent as parameters of their own (lookup keys)."""
 
     @property
     def name(self) -> str:
@@ -109,6 +111,7 @@ def _build(op_id: str, raw: Mapping[str, Any]) -> OperationInfo:
         max_body_bytes=raw.get("max_body_bytes"),
         no_match_status=raw.get("no_match_status"),
         success_statuses=tuple(raw.get("success_statuses", (200,))),
+        form_query=tuple(raw.get("form_query", ())),
     )
 
 

@@ -74,7 +74,8 @@ async def personalize(request: Request) -> JSONResponse:
     keys = KeychainKeys.from_dict({"email": email})
     try:
         # None when no profile matches: a first-time visitor, not an error.
-        profile = await amperity.find(lookup_profile, COLLECTION, keys=keys, deadline=LOOKUP_DEADLINE)
+        with amperity.within(LOOKUP_DEADLINE):
+            profile = await amperity.find(lookup_profile, COLLECTION, keys=keys)
     except APITimeoutError:
         logger.warning("profile lookup took longer than %.2fs; answering without it", LOOKUP_DEADLINE)
         profile = None

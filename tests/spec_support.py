@@ -116,7 +116,7 @@ def copy_project(dest: Path) -> Path:
     (dest / "openapi").mkdir()
     for name in ("overlays", "templates", "upstream"):
         shutil.copytree(OPENAPI / name, dest / "openapi" / name, ignore=ignore)
-    for name in ("sources.lock.json", "amperity.json", "realtime.json"):
+    for name in ("sources.lock.json", "amperity.json", "realtime.json", "resource-names.yaml"):
         shutil.copyfile(OPENAPI / name, dest / "openapi" / name)
     shutil.copytree(PROJECT / "amperity_async", dest / "amperity_async", symlinks=True, ignore=ignore)
     return dest

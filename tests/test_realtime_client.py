@@ -397,7 +397,7 @@ async def test_realtime_rate_limit_settings_are_checked() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_per_call_deadline_bounds_one_call() -> None:
+async def test_within_bounds_each_call_of_its_task_and_no_other() -> None:
     release = anyio.Event()
 
     async def slow(request: httpx.Request) -> httpx.Response:
@@ -414,13 +414,24 @@ async def test_a_per_call_deadline_bounds_one_call() -> None:
         realtime_rate_limit=NoLimit(),
     )
     async with client:
-        with anyio.fail_after(30), pytest.raises(APITimeoutError) as caught:
-            await client.call(lookup_profile, "pc-1", keys=KEYS, deadline=0.05)
-        assert caught.value.bound == "deadline"
-        release.set()
+        outside: list[Any] = []
+
+        async def unbounded() -> None:
+            # Another task's call: the block does not bound it, it waits for the answer.
+            outside.append(await client.call(lookup_profile, "pc-1", keys=KEYS))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(unbounded)
+            with anyio.fail_after(30), pytest.raises(APITimeoutError) as caught, client.within(0.05):
+                await client.find(lookup_profile, "pc-1", keys=KEYS)
+            assert caught.value.bound == "deadline" and not outside
+            release.set()
+        assert outside[0].profile_id == "p-1"
         assert (await client.call(get_collection_stats, "pc-1")).total_profiles == 1
-        with pytest.raises(ConfigurationError, match="deadline must be a positive number"):
-            await client.call(get_collection_stats, "pc-1", deadline=0)
+        for bad in (0, -1.0, float("nan"), True):
+            with pytest.raises(ConfigurationError, match="within\\(\\) takes a positive number"):
+                with client.within(bad):
+                    pass
 
 
 async def _answer(response: httpx.Response) -> httpx.Response:

@@ -29,10 +29,19 @@ from openapi_python_client.schema.untrusted_string import UntrustedString
 from openapi_python_client.strings import PythonIdentifier
 
 from .normalize import HTTP_METHODS
+from .resources import (
+    Overrides,
+    ResourceNamesError,
+    client_attributes,
+    defines_list_method,
+    render_resources_module,
+)
 from .sources import copy_tree_atomically
 
 PACKAGE = "amperity_async"
 INPUTS_STAMP = ".generated-from"
+# Names of the resource view where the derived ones read badly (tools/specs/resources.py).
+RESOURCE_NAMES = Path("openapi") / "resource-names.yaml"
 # Lines the generator prints when it dropped or could not fully render something.
 _WARNING = re.compile(r"warning|error|skipp|unable|pieces may be missing|could not", re.IGNORECASE)
 
@@ -247,6 +256,14 @@ def generation_inputs(project: Path, spec: Path) -> str:
         if template.is_file():
             add(template.relative_to(templates).as_posix(), template.read_bytes())
     add("generate.py", Path(__file__).read_bytes())
+    add("resources.py", (Path(__file__).parent / "resources.py").read_bytes())
+    names = project / RESOURCE_NAMES
+    add("resource names", names.read_bytes() if names.is_file() else b"")
+    # No area may take a name the client uses itself (a new one there may hide an area).
+    client = project / "custom" / "client.py"
+    add(
+        "client attributes", " ".join(sorted(client_attributes(client))).encode() if client.is_file() else b""
+    )
     for tool in ("openapi-python-client", "ruff"):
         try:
             add(tool, importlib.metadata.version(tool).encode())
@@ -338,6 +355,17 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
         (staging / "_operations.py").write_text(
             render_operations_module(document, ModuleNames(config)), encoding="utf-8"
         )
+        try:
+            resources = render_resources_module(
+                document,
+                operation_index(document, ModuleNames(config)),
+                Overrides.load(project / RESOURCE_NAMES),
+                defines_list_method(staging),
+                client_attributes(project / "custom" / "client.py"),
+            )
+        except ResourceNamesError as exc:
+            raise GenerateError(f"the resource view cannot be generated: {exc}") from exc
+        (staging / "resources.py").write_text(resources, encoding="utf-8")
         (staging / "py.typed").write_text("", encoding="utf-8")
         (staging / "__main__.py").write_text(
             '"""python -m amperity_async: the amperity-async command."""\n\n'
@@ -347,9 +375,9 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
         # The normalized spec travels with the package: the fake tenant serves it and the client
         # validates responses against its schemas.
         shutil.copyfile(spec, staging / "openapi.json")
-        fmt = _run_tool(["ruff", "format", "--quiet", "_operations.py"], cwd=staging, env=env)
+        fmt = _run_tool(["ruff", "format", "--quiet", "_operations.py", "resources.py"], cwd=staging, env=env)
         if fmt.returncode != 0:
-            raise GenerateError(f"ruff could not format _operations.py:\n{fmt.stdout}{fmt.stderr}")
+            raise GenerateError(f"ruff could not format the index or the view:\n{fmt.stdout}{fmt.stderr}")
         digest = tree_hash(staging)
         # Not part of the package (no wheel carries it): lets a build skip an unchanged generation.
         (staging / INPUTS_STAMP).write_text(generation_inputs(project, spec) + "\n", encoding="utf-8")
