@@ -56,6 +56,7 @@ from .operations import CONTROL_PLANE, PROFILE, REALTIME, REGISTRY, OperationInf
 from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
 from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
 from .refresher import DEFAULT_UNAUTHORIZED_REFRESH_INTERVAL, TokenRefresher
+from .resources import OperationMethod
 from .retry import RetryPolicy, parse_retry_after
 from .secrets import Redactor
 from .tokens import StaticToken, TokenEndpointContext, TokenSource
@@ -532,19 +533,30 @@ class AmperityClient(ResourceView):
     @overload
     async def find(self, operation: str, /, *args: Any, **params: Any) -> Any: ...
 
+    @overload
+    async def find(
+        self, operation: Callable[P, Awaitable[T]], /, *args: P.args, **params: P.kwargs
+    ) -> T | None: ...
+
     async def find(self, operation: object, /, *args: Any, **params: Any) -> Any:
         """Like ``call``, but ``None`` when the server answers the operation's "nothing matched"
         status (``OperationInfo.no_match_status``, from the spec: a Real-time lookup's 404).
 
-        For an operation without such a status it is a ConfigurationError; ``call`` raises
-        ``NotFoundError`` for a 404 instead.
+        ``operation`` is what ``call`` takes, or a method of the resource view
+        (``client.find(client.realtime.lookup, "pc-customers", keys=...)``). For an operation
+        without such a status it is a ConfigurationError; ``call`` raises ``NotFoundError`` for a
+        404 instead.
         """
-        info, _ = self._module(operation.module if isinstance(operation, Endpoint) else operation)
+        method = operation if isinstance(operation, OperationMethod) else None
+        described = type(method).endpoint.module if method is not None else operation
+        info, _ = self._module(described.module if isinstance(described, Endpoint) else described)
         if info.no_match_status is None:
             raise ConfigurationError(
                 f'{info.name} has no status that means "nothing matched"; use client.call({info.name}, ...)'
             )
         try:
+            if method is not None:
+                return await method(*args, **params)  # type: ignore[operator]
             return await self.call(operation, *args, **params)  # type: ignore[call-overload]
         except APIStatusError as exc:
             if exc.status_code == info.no_match_status:

@@ -306,6 +306,11 @@ async def test_find_answers_none_for_no_match_and_call_raises() -> None:
     async with client_on(router) as client:
         assert await client.find(lookup_profile, "pc-1", keys=KEYS) is None
         assert await client.find(get_collection_profile, "pc-1", "p-9") is None
+        # The resource view's methods, and the descriptors, as call takes them.
+        assert await client.find(client.realtime.lookup, "pc-1", keys=KEYS) is None
+        assert await client.find(lookup_profile.ENDPOINT, "pc-1", keys=KEYS) is None
+        with pytest.raises(NotFoundError):
+            await client.realtime.lookup("pc-1", keys=KEYS)
         with pytest.raises(NotFoundError, match="No match"):
             await client.call(lookup_profile, "pc-1", keys=KEYS)
         with pytest.raises(ConfigurationError, match="get_collection_stats has no status that means"):
