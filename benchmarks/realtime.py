@@ -6,7 +6,8 @@ making the same request in the same run.
    client process's CPU microseconds per request. The client is ``AmperityClient.call`` with its
    client-side limits off (tokens, headers, the rate limiter's bookkeeping, retries, response
    checks and the generated model all included); raw aiohttp sends the same request with a fixed
-   token and parses the JSON. Both use a pool of 100 connections.
+   token and parses the JSON, and so does raw httpx over httpx-aiohttp (the transport the client
+   itself uses): what httpx costs before the client adds anything. All use a pool of 100 connections.
 2. Open loop at a fixed rate (500 lookups/s, below what either saturates at): request ``i`` starts
    at ``t0 + i / rate`` whether or not earlier ones are done, and its latency is measured from that
    moment, so a stall is counted against every request it delays. Reported: p50 and p99 of each,
@@ -46,8 +47,8 @@ from harness.tenant_sections import TenantProcess
 COLLECTION, STREAM = "pc-customers", "es-web-events"
 PROFILES = 10_000
 POOL = 100
-VARIANTS = ("aiohttp", "client")
-LABELS = {"aiohttp": "raw aiohttp", "client": "AmperityClient.call"}
+VARIANTS = ("aiohttp", "httpx", "client")
+LABELS = {"aiohttp": "raw aiohttp", "httpx": "raw httpx over httpx-aiohttp", "client": "AmperityClient.call"}
 
 # Targets (measured and reported, never asserted by tests).
 TARGET_CPU_RATIO = 2.0
@@ -94,7 +95,9 @@ Request = Callable[[int], Awaitable[None]]
 
 async def _access_token(base_url: str, session: Any) -> str:
     form = {"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
-    async with session.post(f"{base_url}/v0/oauth2/token", data=form, headers={"X-Amperity-Tenant": TENANT}) as answer:
+    async with session.post(
+        f"{base_url}/v0/oauth2/token", data=form, headers={"X-Amperity-Tenant": TENANT}
+    ) as answer:
         answer.raise_for_status()
         token: str = (await answer.json())["access_token"]
         return token
@@ -121,6 +124,22 @@ async def _aiohttp_requests(spec: dict[str, Any], session: Any, token: str) -> t
         ) as response:
             await response.read()
             assert response.status == 202, response.status
+
+    return lookup, event
+
+
+def _httpx_requests(spec: dict[str, Any], http: Any) -> tuple[Request, Request]:
+    emails = _emails(PROFILES)
+    lookup_url = f"{spec['root_url']}/prof/lookup/{COLLECTION}/keychain"
+    event_url = f"{spec['root_url']}/prof/events/{STREAM}"
+
+    async def lookup(i: int) -> None:
+        response = await http.get(lookup_url, params={"email": emails[i % PROFILES]})
+        assert response.status_code == 200 and response.json()["profile_id"]
+
+    async def event(i: int) -> None:
+        response = await http.post(event_url, json=_event(i))
+        assert response.status_code == 202, response.status_code
 
     return lookup, event
 
@@ -195,10 +214,21 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """One cell: a variant, a kind (lookup or event), closed or open loop."""
     import aiohttp
 
-    if spec["variant"] == "aiohttp":
+    if spec["variant"] in ("aiohttp", "httpx"):
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL)) as session:
             token = await _access_token(spec["base_url"], session)
-            lookup, event = await _aiohttp_requests(spec, session, token)
+            if spec["variant"] == "aiohttp":
+                lookup, event = await _aiohttp_requests(spec, session, token)
+                return await _run_cell(spec, lookup, event)
+        import httpx
+        from httpx_aiohttp import AiohttpTransport
+
+        headers = {"Authorization": f"Bearer {token}", "amperity-tenant": TENANT}
+        transport = AiohttpTransport(
+            limits=httpx.Limits(max_connections=POOL, max_keepalive_connections=POOL)
+        )
+        async with httpx.AsyncClient(transport=transport, headers=headers) as http:
+            lookup, event = _httpx_requests(spec, http)
             return await _run_cell(spec, lookup, event)
     from amperity_async import UNLIMITED, AmperityClient, ClientCredentials
 
@@ -304,29 +334,31 @@ def _verdict(ok: bool) -> str:
 
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        "| Real-time API | raw aiohttp | AmperityClient.call | client / raw | target |",
-        "|---|---|---|---|---|",
+        "| Real-time API | raw aiohttp | raw httpx over httpx-aiohttp | AmperityClient.call "
+        "| client vs raw aiohttp | target |",
+        "|---|---|---|---|---|---|",
     ]
     for cell in results["cells"]:
-        raw, client = cell["aiohttp"], cell["client"]
+        raw, plain, client = cell["aiohttp"], cell["httpx"], cell["client"]
         if cell["loop"] == "closed":
             what = f"{cell['kind']}s, {cell['tasks']} concurrent"
             lines.append(
-                f"| {what}: per second | {raw['per_s']:,.0f} | {client['per_s']:,.0f} | "
-                f"{client['per_s'] / raw['per_s']:.2f} | |"
+                f"| {what}: per second | {raw['per_s']:,.0f} | {plain['per_s']:,.0f} | "
+                f"{client['per_s']:,.0f} | {client['per_s'] / raw['per_s']:.2f} | |"
             )
             ratio = client["cpu_us"] / raw["cpu_us"]
             lines.append(
-                f"| {what}: client CPU µs each | {raw['cpu_us']:,.0f} | {client['cpu_us']:,.0f} | "
-                f"{ratio:.2f} | ≤ {TARGET_CPU_RATIO:g}: {_verdict(ratio <= TARGET_CPU_RATIO)} |"
+                f"| {what}: client CPU µs each | {raw['cpu_us']:,.0f} | {plain['cpu_us']:,.0f} | "
+                f"{client['cpu_us']:,.0f} | {ratio:.2f} | ≤ {TARGET_CPU_RATIO:g}: "
+                f"{_verdict(ratio <= TARGET_CPU_RATIO)} |"
             )
         else:
             for quantile, target in (("p50", TARGET_ADDED_P50_MS), ("p99", TARGET_ADDED_P99_MS)):
                 ours, theirs = client[f"{quantile}_ms"], raw[f"{quantile}_ms"]
                 added = ours - theirs
                 lines.append(
-                    f"| lookups at {cell['rate']:g}/s open loop: {quantile} ms | {theirs:.2f} | {ours:.2f} | "
-                    f"{added:+.2f} ms | "
+                    f"| lookups at {cell['rate']:g}/s open loop: {quantile} ms | {theirs:.2f} | "
+                    f"{plain[f'{quantile}_ms']:.2f} | {ours:.2f} | {added:+.2f} ms | "
                     f"≤ +{target:g} ms: {_verdict(added <= target)} |"
                 )
     load = ", ".join(f"{value:.2f}" for value in results["load_average"])
