@@ -54,6 +54,16 @@ SPEC = PROJECT / "openapi" / "amperity.json"
 BASE = "https://app.amperity.com/api"
 
 # What the rules make of the pinned spec (areas and methods are part of the public API).
+REALTIME_PLACES = {
+    "send-event": ("realtime", "send_event"),
+    "lookup-profile": ("realtime", "lookup"),
+    "lookup-profile-by-keys": ("realtime", "lookup_by_keys"),
+    "get-collection-profile": ("realtime", "get_collection_profile"),
+    "list-segment-members": ("realtime", "list_segment_members"),
+    "list-profile-segments": ("realtime", "list_profile_segments"),
+    "get-collection-stats": ("realtime", "get_collection_stats"),
+    "get-collection-history": ("realtime", "get_collection_history"),
+}
 EXPECTED_PLACES = {
     "list-events": ("audit_events", "list"),
     "list-campaign": ("campaigns", "list"),
@@ -69,14 +79,7 @@ EXPECTED_PLACES = {
     "get-workflow": ("workflows", "get"),
     "run-workflow": ("workflows", "run"),
     "stop-workflow": ("workflows", "stop"),
-    "send-event": ("realtime", "send_event"),
-    "lookup-profile": ("realtime", "lookup"),
-    "lookup-profile-by-keys": ("realtime", "lookup_by_keys"),
-    "get-collection-profile": ("realtime", "get_collection_profile"),
-    "list-segment-members": ("realtime", "list_segment_members"),
-    "list-profile-segments": ("realtime", "list_profile_segments"),
-    "get-collection-stats": ("realtime", "get_collection_stats"),
-    "get-collection-history": ("realtime", "get_collection_history"),
+    **REALTIME_PLACES,
 }
 
 
@@ -747,13 +750,4 @@ def test_the_real_time_api_gets_one_area_with_short_lookups() -> None:
         p.operation_id: (p.area, p.method)
         for p in place_operations(document, index, Overrides.load(PROJECT / RESOURCE_NAMES))
     }
-    assert placed == {
-        "send-event": ("realtime", "send_event"),
-        "lookup-profile": ("realtime", "lookup"),
-        "lookup-profile-by-keys": ("realtime", "lookup_by_keys"),
-        "get-collection-profile": ("realtime", "get_collection_profile"),
-        "list-segment-members": ("realtime", "list_segment_members"),
-        "list-profile-segments": ("realtime", "list_profile_segments"),
-        "get-collection-stats": ("realtime", "get_collection_stats"),
-        "get-collection-history": ("realtime", "get_collection_history"),
-    }
+    assert placed == REALTIME_PLACES
