@@ -18,12 +18,15 @@ checkers see. The resource view (``client.workflows.run(...)``, generated in
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
+import math
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import warnings
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, overload
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -34,16 +37,26 @@ from amperity_async.models.error_response import ErrorResponse
 from amperity_async.resources import ResourceView
 from amperity_async.types import Response, Unset
 
+from .answers import EmptyAnswer
 from .auth import AmperityAuth
-from .calls import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Bounds
+from .bases import ApiBases
+from .calls import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Bounds, CallContext
 from .clock import Clock, SystemClock
 from .connections import default_inner_transport
 from .endpoints import Endpoint, ListEndpoint
-from .errors import AmperityError, ConfigurationError, ResponseValidationError, error_for_response
-from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
+from .errors import (
+    AmperityError,
+    APIStatusError,
+    ConfigurationError,
+    IncompleteListWarning,
+    ResponseValidationError,
+    error_for_response,
+)
+from .operations import CONTROL_PLANE, PROFILE, REALTIME, REGISTRY, OperationInfo, OperationRegistry
 from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
 from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
 from .refresher import DEFAULT_UNAUTHORIZED_REFRESH_INTERVAL, TokenRefresher
+from .resources import OperationMethod
 from .retry import RetryPolicy, parse_retry_after
 from .secrets import Redactor
 from .tokens import StaticToken, TokenEndpointContext, TokenSource
@@ -56,6 +69,9 @@ DEFAULT_BASE_URL = "https://app.amperity.com/api"
 # Profile API's 2000 requests/second across the tenant.
 CONTROL_PLANE_RATE = 10.0
 PROFILE_RATE = 2000.0
+# Amperity documents no rate limit for the Real-time API: the Profile API's is assumed, and the
+# bucket halves its rate after a 429 like every other (see TokenBucket.on_rate_limited).
+REALTIME_RATE = 2000.0
 # Requests granted exactly 1/rate apart reach the server with some jitter, and a strict one-second
 # window would then count 11 where the client sent 10. The default buckets therefore also keep any
 # 1.01 s window to the limit; their capacity lets them make up for late wake-ups of the event loop
@@ -123,6 +139,31 @@ def _with_arguments(
         raise
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing. Amperity's APIs set no cookies, and httpx would otherwise
+    run every answer through the standard library's cookie jar (a sizeable share of a lookup's CPU)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+class _HttpClient(httpx.AsyncClient):
+    """httpx's client, without cookie persistence (see ``_NoCookies``)."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: httpx._types.CookieTypes) -> None:
+        raise ConfigurationError("the client keeps no cookies: Amperity's APIs set none")
+
+
 class _AsyncOnly(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         raise ConfigurationError(
@@ -134,8 +175,8 @@ class _AsyncOnly(httpx.BaseTransport):
 def _api_versions(
     registry: OperationRegistry, api_version: str | None, profile_api_version: str | None
 ) -> dict[str, str]:
-    """The version to send per API: the spec's default unless the caller chose one."""
-    versions = {api: registry.default_version(api) for api in registry.api_versions}
+    """The version to send per API that has versions: the spec's default unless the caller chose one."""
+    versions = {api: registry.default_version(api) for api in registry.versioned_apis()}
     for api, chosen in ((CONTROL_PLANE, api_version), (PROFILE, profile_api_version)):
         if chosen is not None:
             versions[api] = chosen
@@ -167,6 +208,11 @@ class AmperityClient(ResourceView):
 
     - ``api_version``/``profile_api_version``: ``None`` sends the version the generated spec was
       built for (``registry.default_version``), so a spec update changes it with no code change.
+      The Real-time API has no versions: its requests carry no ``api-version``.
+    - ``realtime_base_url``: where the Real-time API's requests go; by default ``base_url`` with
+      ``/prof`` in place of its trailing ``/api`` (``https://app.amperity.com/prof``).
+      ``realtime_rate_limit``: its own bucket (default 2000/s, an assumption: Amperity documents
+      none), so lookups never queue behind a long extraction on the same client.
     - ``timeout``: seconds one attempt may take in all (connect, headers, the whole body);
       ``deadline``: seconds the whole call may take (token, rate-limit waits, retries, the replay
       after a 401); ``max_response_bytes``: the largest (decompressed) body read. Token requests
@@ -186,6 +232,8 @@ class AmperityClient(ResourceView):
         profile_api_version: str | None = None,
         rate_limit: RateLimiter | Unlimited | None = None,
         profile_rate_limit: RateLimiter | Unlimited | None = None,
+        realtime_base_url: str | None = None,
+        realtime_rate_limit: RateLimiter | Unlimited | None = None,
         per_operation_limits: bool = False,
         max_retries: int = 5,
         max_retry_after: float = 60.0,
@@ -204,7 +252,9 @@ class AmperityClient(ResourceView):
     ) -> None:
         if not isinstance(tenant, str) or not tenant.strip():
             raise ConfigurationError("tenant must be the tenant ID (a non-empty string), e.g. 'acme' or 'acme-sb-123'")
-        if per_operation_limits and (rate_limit is not None or profile_rate_limit is not None):
+        if per_operation_limits and any(
+            limit is not None for limit in (rate_limit, profile_rate_limit, realtime_rate_limit)
+        ):
             raise ConfigurationError("per_operation_limits creates its own buckets; do not also pass rate_limit")
         retry = _configured(lambda: RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after))
         bounds = _configured(
@@ -215,6 +265,8 @@ class AmperityClient(ResourceView):
         # region, or a fake tenant in tests).
         given_url = base_url or os.environ.get("AMPERITY_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = checked_url(given_url, "base_url")
+        self.bases = ApiBases.configure(registry, self.base_url, {REALTIME: realtime_base_url})
+        self.realtime_base_url = self.bases.url_of(REALTIME)
         self.api_versions = _api_versions(registry, api_version, profile_api_version)
         self.registry = registry
         self.prefetch = prefetch
@@ -222,7 +274,7 @@ class AmperityClient(ResourceView):
         self.bounds = bounds
         self._clock = clock or SystemClock()
         self.redactor = Redactor()
-        rates = {CONTROL_PLANE: CONTROL_PLANE_RATE, PROFILE: PROFILE_RATE}
+        rates = {CONTROL_PLANE: CONTROL_PLANE_RATE, PROFILE: PROFILE_RATE, REALTIME: REALTIME_RATE}
         limiter_for: Callable[[OperationInfo | None], RateLimiter | None]
         if per_operation_limits:
             limiter_for = PerOperationLimits(
@@ -236,12 +288,17 @@ class AmperityClient(ResourceView):
                 PROFILE: choose_limiter(
                     profile_rate_limit, lambda: default_bucket(PROFILE_RATE, self._clock), setting="profile_rate_limit"
                 ),
+                REALTIME: choose_limiter(
+                    realtime_rate_limit,
+                    lambda: default_bucket(REALTIME_RATE, self._clock),
+                    setting="realtime_rate_limit",
+                ),
             })
         inner = transport if transport is not None else default_inner_transport(max_connections=max_connections)
         self._transport = AmperityTransport(
             inner,
             tenant=tenant,
-            base_path=urlsplit(self.base_url).path,
+            bases=self.bases,
             api_versions=self.api_versions,
             limiter_for=limiter_for,
             retry=retry,
@@ -261,8 +318,11 @@ class AmperityClient(ResourceView):
             unauthorized_refresh_interval=unauthorized_refresh_interval,
             redactor=self.redactor,
         )
-        self.http = httpx.AsyncClient(
-            base_url=self.base_url,
+        # The generated functions' URLs carry their API's base path (/api/..., /prof/...): they are
+        # resolved against the host, and the transport moves each to its API's configured base URL.
+        self._root = str(self.bases.root).rstrip("/")
+        self.http: httpx.AsyncClient = _HttpClient(
+            base_url=self.bases.root,
             auth=AmperityAuth(self.refresher, deadline=deadline),
             transport=self._transport,
             timeout=bounds.httpx_timeout(),
@@ -270,11 +330,17 @@ class AmperityClient(ResourceView):
         )
         # Requests carry tokens from the auth flow above; the generated client's own token field
         # is only read by its sync path, which is disabled.
-        self.generated = AuthenticatedClient(base_url=self.base_url, token="", raise_on_unexpected_status=False)
+        self.generated = AuthenticatedClient(
+            base_url=str(self.bases.root), token="", raise_on_unexpected_status=False
+        )
         self.generated.set_async_httpx_client(self.http)
         self.generated.set_httpx_client(httpx.Client(transport=_AsyncOnly()))
         self._validator = ResponseValidator() if validate_responses else None
         self._task_group: anyio.abc.TaskGroup | None = None
+        # The deadline of calls made within ``within(...)``, per task (None: the client's own).
+        self._call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+            "amperity_async_call_deadline", default=None
+        )
 
     def __repr__(self) -> str:
         return f"AmperityClient(tenant={self.tenant!r}, base_url={self.base_url!r}, api_versions={self.api_versions!r})"
@@ -339,7 +405,13 @@ class AmperityClient(ResourceView):
             takes = ", ".join(endpoint.argument_names()) or "no arguments"
             raise TypeError(f"{endpoint.name}: {exc}; it takes {takes}") from exc
         try:
-            response = await self.http.request(**kwargs)
+            request = self._request(kwargs)
+            deadline = self._call_deadline.get()
+            if deadline is not None:
+                # The deadline of ``within``, instead of the client's: the auth flow and the
+                # transport find it on the request.
+                CallContext.start(deadline, self._clock).attach(request)
+            response = await self.http.send(request)
         except AmperityError as exc:
             self.redactor.scrub_error(exc)
             raise
@@ -347,6 +419,32 @@ class AmperityClient(ResourceView):
             retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
             raise error_for_response(response, scrub=self.redactor.scrub, retry_after=retry_after)
         return response
+
+    def _request(self, kwargs: Mapping[str, Any]) -> httpx.Request:
+        """The request of a generated function's arguments, its URL made in one piece: httpx would
+        parse it three times over (joining the base URL, then merging the query)."""
+        params = kwargs.get("params")
+        query = str(httpx.QueryParams(params)) if params else ""
+        url = httpx.URL(self._root + kwargs["url"] + ("?" + query if query else ""))
+        rest = {key: value for key, value in kwargs.items() if key not in ("url", "params")}
+        return self.http.build_request(url=url, **rest)
+
+    @contextlib.contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        """Calls made in this block (by this task) take at most ``seconds`` each, token, rate-limit
+        waits and retries included, instead of the client's ``deadline``; past it they raise
+        ``APITimeoutError``. For a lookup while a page waits: ``with client.within(0.25): ...``."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not (math.isfinite(seconds) and seconds > 0)
+        ):
+            raise ConfigurationError(f"within() takes a positive number of seconds, got {seconds!r}")
+        token = self._call_deadline.set(float(seconds))
+        try:
+            yield
+        finally:
+            self._call_deadline.reset(token)
 
     def _decode(self, info: OperationInfo, response: httpx.Response) -> Any:
         request_id = response.headers.get("x-request-id")
@@ -371,7 +469,14 @@ class AmperityClient(ResourceView):
     ) -> T:
         info = self.operation(endpoint)
         response = await self._send(endpoint, args, params)
-        data = self._decode(info, response) if endpoint.has_body else None
+        if not endpoint.has_body:
+            # No body to parse: the status is the answer (send-event: 202 published, 204 dropped).
+            answer = EmptyAnswer(response.status_code, response.headers.get("x-request-id"))
+            empty: T = answer  # type: ignore[assignment]
+            return empty
+        data = self._decode(info, response)
+        if info.returns_list and not info.paginated:
+            _warn_if_incomplete(info, data)
         try:
             return endpoint.parse(data)
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
@@ -418,6 +523,45 @@ class AmperityClient(ResourceView):
         info, module = self._module(operation)
         typed: Callable[..., Awaitable[Any]] = module.call
         return await _with_arguments(info.name, typed, (self, *args), params)
+
+    @overload
+    async def find(self, operation: TypedOperation[P, T], /, *args: P.args, **params: P.kwargs) -> T | None: ...
+
+    @overload
+    async def find(self, operation: Endpoint[P, T], /, *args: P.args, **params: P.kwargs) -> T | None: ...
+
+    @overload
+    async def find(self, operation: str, /, *args: Any, **params: Any) -> Any: ...
+
+    @overload
+    async def find(
+        self, operation: Callable[P, Awaitable[T]], /, *args: P.args, **params: P.kwargs
+    ) -> T | None: ...
+
+    async def find(self, operation: object, /, *args: Any, **params: Any) -> Any:
+        """Like ``call``, but ``None`` when the server answers the operation's "nothing matched"
+        status (``OperationInfo.no_match_status``, from the spec: a Real-time lookup's 404).
+
+        ``operation`` is what ``call`` takes, or a method of the resource view
+        (``client.find(client.realtime.lookup, "pc-customers", keys=...)``). For an operation
+        without such a status it is a ConfigurationError; ``call`` raises ``NotFoundError`` for a
+        404 instead.
+        """
+        method = operation if isinstance(operation, OperationMethod) else None
+        described = type(method).endpoint.module if method is not None else operation
+        info, _ = self._module(described.module if isinstance(described, Endpoint) else described)
+        if info.no_match_status is None:
+            raise ConfigurationError(
+                f'{info.name} has no status that means "nothing matched"; use client.call({info.name}, ...)'
+            )
+        try:
+            if method is not None:
+                return await method(*args, **params)  # type: ignore[operator]
+            return await self.call(operation, *args, **params)  # type: ignore[call-overload]
+        except APIStatusError as exc:
+            if exc.status_code == info.no_match_status:
+                return None
+            raise
 
     def _pageable(self, operation: object, params: Mapping[str, Any]) -> tuple[OperationInfo, ModuleType]:
         """The list operation to page through, refused with the reason when it cannot be paged."""
@@ -582,3 +726,12 @@ _PAGE_OPTIONS = ("start_token", "max_pages", "prefetch", "pagination_guards")
 
 def _as_is(item: Any) -> Any:
     return item
+
+
+def _warn_if_incomplete(info: OperationInfo, body: Any) -> None:
+    """A one-page list whose ``total`` is more than its page holds lost the rest: say so."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return
+    total, shown = body.get("total"), len(body["data"])
+    if isinstance(total, int) and not isinstance(total, bool) and total > shown:
+        warnings.warn(IncompleteListWarning(info.name, shown, total), stacklevel=4)

@@ -3,16 +3,19 @@
 ``AmperityTransport`` wraps any ``httpx.AsyncBaseTransport`` (by default the one from
 ``connections``) and, for each request:
 
-1. finds the operation from the method and path (``OperationRegistry.match``), sets
-   ``amperity-tenant`` and the ``api-version`` of the operation's API, and refuses an unstable-only
-   operation while that API is used at a stable version;
+1. finds the operation from the method and path (``OperationRegistry.match``), moves the request
+   to its API's configured base URL (``bases.ApiBases``), sets ``amperity-tenant`` and, for an API
+   that has versions, the ``api-version`` of the operation's API, and refuses an unstable-only
+   operation while that API is used at a stable version; a body larger than the operation accepts
+   is refused before anything is sent;
 2. before every attempt (retries spend budget too) takes a token from the operation's rate
    limiter, then lets the auth flow put a current access token on the request;
 3. bounds each attempt as a whole (connect, headers, the whole body: ``Bounds.timeout``) and the
    whole call (``Bounds.deadline``), and caps the body size (``Bounds.max_response_bytes``);
 4. retries what is safe to retry: idempotent requests on 429, 500, 502, 503, 504, timeouts and
-   dropped connections; other requests (starting or stopping a workflow) only on 429 and on
-   failures that prove the request never left the client, so nothing is ever done twice;
+   dropped connections; other requests (starting or stopping a workflow, sending an event) only on
+   429, on the statuses their spec says prove nothing was done (an event's 503), and on failures
+   that prove the request never left the client, so nothing is ever done twice;
 5. waits between attempts as ``retry.RetryPolicy`` says (backoff with full jitter, or the
    server's ``Retry-After`` up to its cap), never past the deadline, and logs each retry (method,
    path, reason, attempt, delay; never headers);
@@ -36,12 +39,14 @@ import httpx
 
 from . import attempt
 from .attempt import AttemptFailed, BodyTooLarge
+from .bases import ApiBases
 from .calls import DEFAULT_BOUNDS, Bounds, CallContext
 from .clock import Clock, SystemClock
 from .errors import (
     AmperityDeprecationWarning,
     APIConnectionError,
     APITimeoutError,
+    RequestTooLargeError,
     ResponseTooLargeError,
     UnstableOperationError,
 )
@@ -82,7 +87,9 @@ class _Route:
 
     operation: OperationInfo | None
     label: str
-    api_version: str
+    api: str | None
+    api_version: str | None
+    """None for an API whose requests carry no version header."""
     retry_statuses: frozenset[int]
     idempotent: bool
     counts: RequestCounts
@@ -96,9 +103,10 @@ def _attempts(count: int) -> str:
 class AmperityTransport(httpx.AsyncBaseTransport):
     """Headers, rate limits, bounds, retries and deprecation warnings around an inner transport.
 
-    ``base_path`` is the path of the API base URL (``/api``); ``api_versions`` maps each API
-    (``control-plane``, ``profile``) to the version to send (an API missing there gets the spec's
-    default version). ``limiter_for`` gives the rate limiter of an operation (``None`` for requests
+    ``bases`` moves each request from its spec URL to its API's configured base URL (None: requests
+    go where their URL says); ``api_versions`` maps each API (``control-plane``, ``profile``) to the
+    version to send (an API missing there gets the spec's default version; an API without versions
+    gets no header). ``limiter_for`` gives the rate limiter of an operation (``None`` for requests
     the registry does not know), or ``None`` for no limit. ``redactor`` scrubs the texts of errors
     and log lines. Closing this transport closes ``inner``.
     """
@@ -108,8 +116,8 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         inner: httpx.AsyncBaseTransport,
         *,
         tenant: str,
-        base_path: str,
         api_versions: Mapping[str, str],
+        bases: ApiBases | None = None,
         limiter_for: Callable[[OperationInfo | None], RateLimiter | None],
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         bounds: Bounds = DEFAULT_BOUNDS,
@@ -122,7 +130,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             raise ValueError("tenant must be the Amperity tenant ID, e.g. 'acme'")
         self._inner = inner
         self._tenant = tenant
-        self._base_path = base_path.rstrip("/")
+        self._bases = bases
         self._api_versions = dict(api_versions)
         self._limiter_for = limiter_for
         self._retry = retry
@@ -142,7 +150,10 @@ class AmperityTransport(httpx.AsyncBaseTransport):
     def bounds(self) -> Bounds:
         return self._bounds
 
-    def _version_for(self, api: str) -> str:
+    def _version_for(self, api: str) -> str | None:
+        described = self._registry.apis.get(api)
+        if described is not None and not described.version_header:
+            return None
         version = self._api_versions.get(api)
         if version is not None:
             return version
@@ -151,22 +162,31 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         return self._api_versions.get(CONTROL_PLANE) or self._registry.default_version(CONTROL_PLANE)
 
     def _find_route(self, method: str, path: str) -> _Route:
-        operation = None
-        if path == self._base_path or path.startswith(self._base_path + "/"):
-            operation = self._registry.match(method, path[len(self._base_path) :] or "/")
+        operation = self._registry.match(method, path)
+        unstable = None
         if operation is None:
-            label, version, unstable = UNKNOWN_OPERATION, self._version_for(CONTROL_PLANE), None
+            found = self._registry.api_of_path(path)
+            api = found.name if found is not None else None
+            label, version = UNKNOWN_OPERATION, self._version_for(api or CONTROL_PLANE)
             idempotent = method in ("GET", "HEAD")
+            retry_statuses = IDEMPOTENT_RETRY_STATUSES if idempotent else NON_IDEMPOTENT_RETRY_STATUSES
         else:
-            label, version, unstable = operation.name, self._version_for(operation.api), None
+            api, label, version = operation.api, operation.name, self._version_for(operation.api)
             idempotent = operation.idempotent
-            if operation.unstable_only and version != operation.stability:
+            # Only an API with versions has unstable operations that a stable version lacks.
+            if version is not None and operation.unstable_only and version != operation.stability:
                 unstable = (operation.name, version, operation.stability)
+            retry_statuses = (
+                IDEMPOTENT_RETRY_STATUSES
+                if idempotent
+                else NON_IDEMPOTENT_RETRY_STATUSES | operation.retryable_statuses
+            )
         return _Route(
             operation=operation,
             label=label,
+            api=api,
             api_version=version,
-            retry_statuses=IDEMPOTENT_RETRY_STATUSES if idempotent else NON_IDEMPOTENT_RETRY_STATUSES,
+            retry_statuses=retry_statuses,
             idempotent=idempotent,
             counts=self.stats.by_operation.setdefault(label, RequestCounts()),
             unstable=unstable,
@@ -176,12 +196,29 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         route = self._route(request.method, request.url.path)
         if route.unstable is not None:
             raise UnstableOperationError(*route.unstable)
+        if self._bases is not None:
+            self._bases.place(request, route.api)
         headers = request.headers
         headers["amperity-tenant"] = self._tenant
-        headers["api-version"] = route.api_version
+        if route.api_version is not None:
+            headers["api-version"] = route.api_version
         if not isinstance(request.stream, httpx.ByteStream):
-            # A streamed body cannot be sent twice; buffer it so that a retry sends the same bytes.
+            # A streamed body cannot be sent twice; buffer it so that a retry sends the same bytes,
+            # with its length now known (some endpoints refuse chunked bodies).
             await request.aread()
+            headers.pop("transfer-encoding", None)
+            headers["content-length"] = str(len(request.content))
+        operation = route.operation
+        if operation is not None and operation.max_body_bytes is not None:
+            size = len(request.content)
+            if size > operation.max_body_bytes:
+                raise RequestTooLargeError(
+                    operation=operation.name,
+                    size=size,
+                    limit=operation.max_body_bytes,
+                    method=request.method,
+                    url=self._shown_url(request),
+                )
         context = CallContext.of(request)
         if context is None:
             context = CallContext.start(self._bounds.deadline, self._clock)

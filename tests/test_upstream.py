@@ -204,6 +204,8 @@ def _mirror(tmp_path: Path, *, changelog: str | None = PINNED_CHANGELOG) -> Path
     mirror.mkdir()
     for doc in project_lock().documents:
         shutil.copyfile(UPSTREAM / doc.file, mirror / doc.file)
+    # The pages the hand-written documents follow, where a mirror of openapi/upstream holds them.
+    shutil.copytree(UPSTREAM / "pages", mirror / "pages")
     if changelog is not None:
         (mirror / "changelog.html").write_text(changelog, encoding="utf-8")
     return mirror
@@ -281,6 +283,8 @@ def _official(router: respx.Router, changelog: httpx.Response) -> None:
     lock = project_lock()
     for doc in lock.documents:
         router.get(doc.url).respond(200, content=(UPSTREAM / doc.file).read_bytes())
+    for page in lock.pages:
+        router.get(page.url).respond(200, content=(UPSTREAM / "pages" / page.file).read_bytes())
     router.get(lock.changelog).mock(return_value=changelog)
 
 
@@ -293,7 +297,7 @@ def test_check_against_official_urls_with_a_new_profile_version() -> None:
     assert status == CHANGED
     assert "profile (Profile API):" in output
     assert "new version announced: 2026-03-01 (pinned 2025-07-31)" in output
-    assert len(router.calls) == len(project_lock().documents) + 1
+    assert len(router.calls) == len(project_lock().documents) + len(project_lock().pages) + 1
 
 
 def test_check_against_official_urls_when_the_changelog_is_down() -> None:
@@ -351,7 +355,7 @@ def test_update_repins_regenerates_and_prints_the_changes(tmp_path: Path) -> Non
     )
     assert (project / "openapi" / "upstream" / UNSTABLE).read_bytes() == body
     spec = json.loads((project / "openapi" / "amperity.json").read_text(encoding="utf-8"))
-    operation = spec["paths"]["/campaign-drafts/{draft-id}"]["get"]
+    operation = spec["paths"]["/api/campaign-drafts/{draft-id}"]["get"]
     assert (operation["x-amperity-stability"], operation["x-amperity-api"]) == ("unstable", "control-plane")
     generated = project / "amperity_async" / "api" / "campaigns" / "get_campaign_draft.py"
     assert "async def asyncio_detailed(" in generated.read_text(encoding="utf-8")
