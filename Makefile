@@ -7,6 +7,8 @@ PY := $(BIN)/python
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 LOCK := openapi/sources.lock.json
+# Documents written by hand (the Real-time API), pinned by the documentation pages they follow.
+WRITTEN := openapi/realtime.json
 OVERLAYS := $(wildcard openapi/overlays/*.yaml)
 # Templates may sit in subfolders (property_templates/).
 TEMPLATES := $(shell find openapi/templates -type f -name "*.jinja")
@@ -40,7 +42,7 @@ $(VENV)/.tools: pyproject.toml tools/build_requirements.py
 	$(PY) -m pip install --quiet -r $(VENV)/build-requirements.txt
 	touch $@
 
-$(GENERATED): $(LOCK) $(OVERLAYS) $(TEMPLATES) $(PIPELINE) generator-config.yaml pyproject.toml | $(VENV)/.tools
+$(GENERATED): $(LOCK) $(WRITTEN) $(OVERLAYS) $(TEMPLATES) $(PIPELINE) generator-config.yaml openapi/resource-names.yaml custom/client.py pyproject.toml | $(VENV)/.tools
 	$(PY) -m tools.specs build
 	touch $@
 
@@ -49,7 +51,8 @@ $(VENV)/.installed: pyproject.toml setup.py $(BACKEND) | $(GENERATED)
 	$(PY) -m pip install --quiet --no-build-isolation -e ".[dev]"
 	touch $@
 
-## spec: download the pinned upstream documents (from $AMPERITY_SPEC_MIRROR when set), verify, normalize
+## spec: download the pinned upstream documents (from $AMPERITY_SPEC_MIRROR when set) and the pages the
+## hand-written documents follow (from $AMPERITY_DOCS_MIRROR when set), verify, normalize
 spec: $(VENV)/.tools
 	$(PY) -m tools.specs fetch
 	$(PY) -m tools.specs normalize
@@ -98,6 +101,7 @@ demo-distributed: $(READY)
 bench: $(READY)
 	$(PY) benchmarks/run.py --profile $(BENCH_FLAGS)
 	$(PY) benchmarks/redis_budget.py $(BENCH_FLAGS)
+	$(PY) benchmarks/realtime.py $(BENCH_FLAGS)
 
 ## clean: remove everything built from the pins (downloads, normalized spec, package, build output);
 ## the next target reinstalls (the editable install's link lives in build/)

@@ -7,7 +7,8 @@
    from the official documents, the project's ``call`` / ``pages`` / ``paginate`` and its CLI.
 2. A large CLI extraction of the Profile list, to a file and to stdout: rows/s, CPU, peak and
    steady memory, every row checked.
-3. Several workers (``--workers`` scaling, distributed rate fidelity): room kept, not measured yet.
+3. Several workers: ``--workers`` 1 vs 2 scaling, Dask, the local shared budget's fidelity (run by
+   ``benchmarks/workers.py``; left out of ``--smoke``).
 4. Against the fake tenant: rate fidelity, token refresh under load, extraction under faults.
 
 Servers run on one CPU and every measured client on the other (when there are two); the table

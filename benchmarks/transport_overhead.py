@@ -46,7 +46,7 @@ def wrap(inner: httpx.AsyncBaseTransport, *, limited: bool) -> AmperityTransport
     # A bucket far above the request rate measures the limiter's fast path, not its waiting.
     bucket = TokenBucket(1e9, capacity=1e9) if limited else None
     return AmperityTransport(
-        inner, tenant="acme", base_path="/api", api_versions=VERSIONS, limiter_for=lambda op: bucket
+        inner, tenant="acme", api_versions=VERSIONS, limiter_for=lambda op: bucket
     )
 
 

@@ -12,40 +12,61 @@ builds each request in one piece and sends it over aiohttp through the same ``Am
 
 The client owns one ``Redactor``: it knows the token source's secrets and every token obtained,
 and every error and log line that leaves the client is scrubbed by it.
+
+Operations are described to this layer by the ``ENDPOINT`` descriptor of their generated module
+(request builder, response and item models); ``call``/``pages``/``paginate`` on a module go
+through the module's typed ``call``/``pages``/``items`` functions, whose signatures are what type
+checkers see. The resource view (``client.workflows.run(...)``, generated in
+``amperity_async.resources``) is a typed surface over the same three methods.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
+import inspect
 import json
+import math
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import warnings
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
-from typing import Any, Protocol, Self, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, overload
 
 import anyio
 import anyio.abc
 import httpx
 import sniffio
 
-from amperity_async import models as generated_models
 from amperity_async.client import AuthenticatedClient
 from amperity_async.models.error_response import ErrorResponse
+from amperity_async.resources import ResourceView
 from amperity_async.types import Response, Unset
 
+from .answers import EmptyAnswer
 from .auth import AmperityAuth
-from .calls import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Bounds
+from .bases import ApiBases
+from .calls import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Bounds, CallContext
 from .clock import Clock, SystemClock
 from .connections import aiohttp_session_of, default_inner_transport
-from .errors import AmperityError, ConfigurationError, ResponseValidationError, error_for_response
+from .endpoints import Endpoint, ListEndpoint
+from .errors import (
+    AmperityError,
+    APIStatusError,
+    ConfigurationError,
+    IncompleteListWarning,
+    ResponseValidationError,
+    error_for_response,
+)
 from .fastpath import FastPath
 from .fastwire import Received, as_httpx_response
-from .operations import CONTROL_PLANE, PROFILE, REGISTRY, OperationInfo, OperationRegistry
+from .operations import CONTROL_PLANE, PROFILE, REALTIME, REGISTRY, OperationInfo, OperationRegistry
 from .pagination import ItemIterator, Page, PageIterator, PaginationGuards, ReadPage
 from .prefetch import AsyncioPrefetcher, Prefetcher, TaskGroupPrefetcher
 from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
 from .refresher import DEFAULT_UNAUTHORIZED_REFRESH_INTERVAL, TokenRefresher
+from .resources import OperationMethod
 from .retry import RetryPolicy, parse_retry_after
 from .secrets import Redactor
 from .tokens import StaticToken, TokenEndpointContext, TokenSource
@@ -59,6 +80,9 @@ _HEADERS = {"user-agent": "amperity-async"}
 # Profile API's 2000 requests/second across the tenant.
 CONTROL_PLANE_RATE = 10.0
 PROFILE_RATE = 2000.0
+# Amperity documents no rate limit for the Real-time API: the Profile API's is assumed, and the
+# bucket halves its rate after a 429 like every other (see TokenBucket.on_rate_limited).
+REALTIME_RATE = 2000.0
 # Requests granted exactly 1/rate apart reach the server with some jitter, and a strict one-second
 # window would then count 11 where the client sent 10. The default buckets therefore also keep any
 # 1.01 s window to the limit; their capacity lets them make up for late wake-ups of the event loop
@@ -73,6 +97,7 @@ def default_bucket(limit: float, clock: Clock | None = None) -> TokenBucket:
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
+P = ParamSpec("P")
 
 
 class PageModel(Protocol[T_co]):
@@ -85,22 +110,69 @@ class PageModel(Protocol[T_co]):
     def next_token(self) -> str | None | Unset: ...
 
 
-class ListOperation(Protocol[T_co]):
-    """A generated list module, e.g. ``amperity_async.api.segments.list_segment``."""
+# The generator's own functions (``list_segment.asyncio_detailed``): their ``client`` argument is a
+# keyword, so only their result can be typed through; a module's typed ``call`` types the arguments.
+GeneratedFunction = Callable[..., Awaitable[Response[T | ErrorResponse]]]
+GeneratedListFunction = Callable[..., Awaitable[Response[PageModel[T] | ErrorResponse]]]
+
+
+class TypedOperation(Protocol[P, T_co]):
+    """A generated operation module: its ``call(client, ...)`` types ``client.call(module, ...)``."""
+
+    def call(self, client: AmperityClient, /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T_co]: ...
+
+
+class TypedPages(Protocol[P, T]):
+    """A generated list module whose cursor can be followed: its ``pages(client, ...)``."""
+
+    def pages(self, client: AmperityClient, /, *args: P.args, **kwargs: P.kwargs) -> PageIterator[T]: ...
+
+
+class TypedItems(Protocol[P, T]):
+    """A generated list module whose cursor can be followed: its ``items(client, ...)``."""
+
+    def items(self, client: AmperityClient, /, *args: P.args, **kwargs: P.kwargs) -> ItemIterator[T]: ...
+
+
+def _with_arguments(
+    name: str, function: Callable[..., T], args: Sequence[Any], params: Mapping[str, Any]
+) -> T:
+    """``function(*args, **params)``; a TypeError for arguments it does not take names the operation."""
+    try:
+        return function(*args, **params)
+    except TypeError as exc:
+        signature = inspect.signature(function)
+        try:
+            signature.bind(*args, **params)
+        except TypeError:
+            takes = [p for p in signature.parameters if p != "client"]
+            raise TypeError(f"{name}: {exc}; it takes {', '.join(takes) or 'no arguments'}") from exc
+        raise
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing. Amperity's APIs set no cookies, and httpx would otherwise
+    run every answer through the standard library's cookie jar (a sizeable share of a lookup's CPU)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+
+class _HttpClient(httpx.AsyncClient):
+    """httpx's client, without cookie persistence (see ``_NoCookies``)."""
+
+    _no_cookies = _NoCookies()
 
     @property
-    def asyncio_detailed(self) -> Callable[..., Awaitable[Response[PageModel[T_co] | ErrorResponse]]]: ...
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
 
-
-class Operation(Protocol[T_co]):
-    """Any generated operation module, e.g. ``amperity_async.api.workflow.run_workflow``."""
-
-    @property
-    def asyncio_detailed(self) -> Callable[..., Awaitable[Response[T_co | ErrorResponse]]]: ...
-
-
-ListOperationLike = ListOperation[T] | Callable[..., Awaitable[Response[PageModel[T] | ErrorResponse]]]
-OperationLike = Operation[T] | Callable[..., Awaitable[Response[T | ErrorResponse]]]
+    @cookies.setter
+    def cookies(self, cookies: httpx._types.CookieTypes) -> None:
+        raise ConfigurationError("the client keeps no cookies: Amperity's APIs set none")
 
 
 class _AsyncOnly(httpx.BaseTransport):
@@ -114,8 +186,8 @@ class _AsyncOnly(httpx.BaseTransport):
 def _api_versions(
     registry: OperationRegistry, api_version: str | None, profile_api_version: str | None
 ) -> dict[str, str]:
-    """The version to send per API: the spec's default unless the caller chose one."""
-    versions = {api: registry.default_version(api) for api in registry.api_versions}
+    """The version to send per API that has versions: the spec's default unless the caller chose one."""
+    versions = {api: registry.default_version(api) for api in registry.versioned_apis()}
     for api, chosen in ((CONTROL_PLANE, api_version), (PROFILE, profile_api_version)):
         if chosen is not None:
             versions[api] = chosen
@@ -136,15 +208,22 @@ def _configured(make: Callable[[], T]) -> T:
         raise ConfigurationError(str(exc)) from None
 
 
-class AmperityClient:
+class AmperityClient(ResourceView):
     """An async client for one Amperity tenant.
 
-    Use it as an async context manager: ``async with AmperityClient(...) as client``. Limits given
+    Use it as an async context manager: ``async with AmperityClient(...) as client``. Every operation
+    is a method of an API area (``client.segments.list(limit=5)``, ``client.workflows.run(...)``);
+    ``client.call(module, ...)`` is the generic form. Limits given
     as ``rate_limit``/``profile_rate_limit`` may be shared by several clients (one budget); left out
     (None) they are buckets at the documented limits, and ``UNLIMITED`` turns the client-side limit off.
 
     - ``api_version``/``profile_api_version``: ``None`` sends the version the generated spec was
       built for (``registry.default_version``), so a spec update changes it with no code change.
+      The Real-time API has no versions: its requests carry no ``api-version``.
+    - ``realtime_base_url``: where the Real-time API's requests go; by default ``base_url`` with
+      ``/prof`` in place of its trailing ``/api`` (``https://app.amperity.com/prof``).
+      ``realtime_rate_limit``: its own bucket (default 2000/s, an assumption: Amperity documents
+      none), so lookups never queue behind a long extraction on the same client.
     - ``timeout``: seconds one attempt may take in all (connect, headers, the whole body);
       ``deadline``: seconds the whole call may take (token, rate-limit waits, retries, the replay
       after a 401); ``max_response_bytes``: the largest (decompressed) body read. Token requests
@@ -167,6 +246,8 @@ class AmperityClient:
         profile_api_version: str | None = None,
         rate_limit: RateLimiter | Unlimited | None = None,
         profile_rate_limit: RateLimiter | Unlimited | None = None,
+        realtime_base_url: str | None = None,
+        realtime_rate_limit: RateLimiter | Unlimited | None = None,
         per_operation_limits: bool = False,
         max_retries: int = 5,
         max_retry_after: float = 60.0,
@@ -186,7 +267,9 @@ class AmperityClient:
     ) -> None:
         if not isinstance(tenant, str) or not tenant.strip():
             raise ConfigurationError("tenant must be the tenant ID (a non-empty string), e.g. 'acme' or 'acme-sb-123'")
-        if per_operation_limits and (rate_limit is not None or profile_rate_limit is not None):
+        if per_operation_limits and any(
+            limit is not None for limit in (rate_limit, profile_rate_limit, realtime_rate_limit)
+        ):
             raise ConfigurationError("per_operation_limits creates its own buckets; do not also pass rate_limit")
         retry = _configured(lambda: RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after))
         bounds = _configured(
@@ -197,6 +280,8 @@ class AmperityClient:
         # region, or a fake tenant in tests).
         given_url = base_url or os.environ.get("AMPERITY_BASE_URL") or DEFAULT_BASE_URL
         self.base_url = checked_url(given_url, "base_url")
+        self.bases = ApiBases.configure(registry, self.base_url, {REALTIME: realtime_base_url})
+        self.realtime_base_url = self.bases.url_of(REALTIME)
         self.api_versions = _api_versions(registry, api_version, profile_api_version)
         self.registry = registry
         self.prefetch = prefetch
@@ -204,7 +289,7 @@ class AmperityClient:
         self.bounds = bounds
         self._clock = clock or SystemClock()
         self.redactor = Redactor()
-        rates = {CONTROL_PLANE: CONTROL_PLANE_RATE, PROFILE: PROFILE_RATE}
+        rates = {CONTROL_PLANE: CONTROL_PLANE_RATE, PROFILE: PROFILE_RATE, REALTIME: REALTIME_RATE}
         limiter_for: Callable[[OperationInfo | None], RateLimiter | None]
         if per_operation_limits:
             limiter_for = PerOperationLimits(
@@ -218,12 +303,17 @@ class AmperityClient:
                 PROFILE: choose_limiter(
                     profile_rate_limit, lambda: default_bucket(PROFILE_RATE, self._clock), setting="profile_rate_limit"
                 ),
+                REALTIME: choose_limiter(
+                    realtime_rate_limit,
+                    lambda: default_bucket(REALTIME_RATE, self._clock),
+                    setting="realtime_rate_limit",
+                ),
             })
         inner = transport if transport is not None else default_inner_transport(max_connections=max_connections)
         self._transport = AmperityTransport(
             inner,
             tenant=tenant,
-            base_path=urlsplit(self.base_url).path,
+            bases=self.bases,
             api_versions=self.api_versions,
             limiter_for=limiter_for,
             retry=retry,
@@ -244,8 +334,11 @@ class AmperityClient:
             redactor=self.redactor,
         )
         call_auth = AmperityAuth(self.refresher, deadline=deadline)
-        self.http = httpx.AsyncClient(
-            base_url=self.base_url,
+        # The generated functions' URLs carry their API's base path (/api/..., /prof/...): they are
+        # resolved against the host, and the transport moves each to its API's configured base URL.
+        self._root = str(self.bases.root).rstrip("/")
+        self.http: httpx.AsyncClient = _HttpClient(
+            base_url=self.bases.root,
             auth=call_auth,
             transport=self._transport,
             timeout=bounds.httpx_timeout(),
@@ -256,17 +349,23 @@ class AmperityClient:
             None
             if session is None
             else FastPath(
-                base_url=self.base_url, transport=self._transport, auth=call_auth, session=session, headers=_HEADERS
+                bases=self.bases, transport=self._transport, auth=call_auth, session=session, headers=_HEADERS
             )
         )
         # Requests carry tokens from the auth flow above; the generated client's own token field
         # is only read by its sync path, which is disabled.
-        self.generated = AuthenticatedClient(base_url=self.base_url, token="", raise_on_unexpected_status=False)
+        self.generated = AuthenticatedClient(
+            base_url=str(self.bases.root), token="", raise_on_unexpected_status=False
+        )
         self.generated.set_async_httpx_client(self.http)
         self.generated.set_httpx_client(httpx.Client(transport=_AsyncOnly()))
         self._validator = ResponseValidator() if validate_responses else None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._prefetcher: Prefetcher | None = None
+        # The deadline of calls made within ``within(...)``, per task (None: the client's own).
+        self._call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+            "amperity_async_call_deadline", default=None
+        )
 
     def __repr__(self) -> str:
         return f"AmperityClient(tenant={self.tenant!r}, base_url={self.base_url!r}, api_versions={self.api_versions!r})"
@@ -309,8 +408,12 @@ class AmperityClient:
 
     # calls
 
-    def operation(self, operation: ModuleType | Callable[..., Any] | str) -> OperationInfo:
-        """The metadata of a generated module, one of its functions, or an operation name."""
+    def operation(
+        self, operation: ModuleType | Callable[..., Any] | Endpoint[..., Any] | str
+    ) -> OperationInfo:
+        """The metadata of a generated module, one of its functions, its ``ENDPOINT`` or an operation name."""
+        if isinstance(operation, Endpoint):
+            operation = operation.module
         if isinstance(operation, str):
             info = self.registry.get(operation)
             if info is None:
@@ -319,19 +422,32 @@ class AmperityClient:
             return info
         return self.registry.for_operation(operation)
 
-    async def _send(self, info: OperationInfo, args: Sequence[Any], params: Mapping[str, Any]) -> Received:
-        module = info.load_module()
+    def _module(self, operation: Any) -> tuple[OperationInfo, ModuleType]:
+        """The operation's metadata and generated module; anything else raises naming what was given."""
+        info = self.operation(operation)
+        return info, info.load_module()
+
+    async def _send(
+        self, info: OperationInfo, endpoint: Endpoint[..., Any], args: Sequence[Any], params: Mapping[str, Any]
+    ) -> Received:
         try:
-            kwargs = module._get_kwargs(*args, **params)
+            kwargs = endpoint.build_request(*args, **params)
         except TypeError as exc:
-            raise TypeError(f"{info.name}: {exc}; it takes {', '.join(self._parameters(info)) or 'no arguments'}") from exc
+            takes = ", ".join(endpoint.argument_names()) or "no arguments"
+            raise TypeError(f"{endpoint.name}: {exc}; it takes {takes}") from exc
+        deadline = self._call_deadline.get()
         fast = self._fast
         response: Received
         try:
             if fast is not None and fast.takes(kwargs):
-                response = await fast.send(info, kwargs)
+                response = await fast.send(info, kwargs, deadline)
             else:
-                response = await self.http.request(**kwargs)
+                request = self._request(kwargs)
+                if deadline is not None:
+                    # The deadline of ``within``, instead of the client's: the auth flow and the
+                    # transport find it on the request.
+                    CallContext.start(deadline, self._clock).attach(request)
+                response = await self.http.send(request)
         except AmperityError as exc:
             self.redactor.scrub_error(exc)
             raise
@@ -341,11 +457,31 @@ class AmperityClient:
             raise error_for_response(as_httpx_response(response), scrub=self.redactor.scrub, retry_after=retry_after)
         return response
 
-    @staticmethod
-    def _parameters(info: OperationInfo) -> list[str]:
-        module = info.load_module()
-        code = module._get_kwargs.__code__
-        return list(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
+    def _request(self, kwargs: Mapping[str, Any]) -> httpx.Request:
+        """The request of a generated function's arguments, its URL made in one piece: httpx would
+        parse it three times over (joining the base URL, then merging the query)."""
+        params = kwargs.get("params")
+        query = str(httpx.QueryParams(params)) if params else ""
+        url = httpx.URL(self._root + kwargs["url"] + ("?" + query if query else ""))
+        rest = {key: value for key, value in kwargs.items() if key not in ("url", "params")}
+        return self.http.build_request(url=url, **rest)
+
+    @contextlib.contextmanager
+    def within(self, seconds: float) -> Iterator[None]:
+        """Calls made in this block (by this task) take at most ``seconds`` each, token, rate-limit
+        waits and retries included, instead of the client's ``deadline``; past it they raise
+        ``APITimeoutError``. For a lookup while a page waits: ``with client.within(0.25): ...``."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not (math.isfinite(seconds) and seconds > 0)
+        ):
+            raise ConfigurationError(f"within() takes a positive number of seconds, got {seconds!r}")
+        token = self._call_deadline.set(float(seconds))
+        try:
+            yield
+        finally:
+            self._call_deadline.reset(token)
 
     def _decode(self, info: OperationInfo, response: Received) -> Any:
         request_id = response.headers.get("x-request-id")
@@ -365,19 +501,21 @@ class AmperityClient:
             self.redactor.scrub_error(exc)
             raise
 
-    async def call(self, operation: OperationLike[T], /, *args: Any, **params: Any) -> T:
-        """Call an operation; return its parsed 2xx model or raise a typed error."""
-        info = self.operation(operation)  # type: ignore[arg-type]
-        response = await self._send(info, args, params)
+    async def _call_endpoint(
+        self, endpoint: Endpoint[..., T], args: Sequence[Any], params: Mapping[str, Any]
+    ) -> T:
+        info = self.operation(endpoint)
+        response = await self._send(info, endpoint, args, params)
+        if not endpoint.has_body:
+            # No body to parse: the status is the answer (send-event: 202 published, 204 dropped).
+            answer = EmptyAnswer(response.status_code, response.headers.get("x-request-id"))
+            empty: T = answer  # type: ignore[assignment]
+            return empty
         data = self._decode(info, response)
-        model = getattr(generated_models, info.response_schema, None) if info.response_schema else None
+        if info.returns_list and not info.paginated:
+            _warn_if_incomplete(info, data)
         try:
-            if model is None:
-                parsed: T = info.load_module()._parse_response(
-                    client=self.generated, response=as_httpx_response(response)
-                )
-                return parsed
-            result: T = model.from_dict(data)
+            return endpoint.parse(data)
         except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
             scrub = self.redactor.scrub
             field = scrub(str(exc.args[0])) if isinstance(exc, KeyError) and exc.args else "(body)"
@@ -387,25 +525,86 @@ class AmperityClient:
                 detail=scrub(f"{type(exc).__name__}: {exc}"),
                 request_id=response.headers.get("x-request-id"),
             ) from self.redactor.safe_cause(exc)
-        return result
 
-    def pages(
+    @overload
+    async def call(self, operation: TypedOperation[P, T], /, *args: P.args, **params: P.kwargs) -> T: ...
+
+    @overload
+    async def call(self, operation: Endpoint[P, T], /, *args: P.args, **params: P.kwargs) -> T: ...
+
+    @overload
+    async def call(
         self,
-        operation: ListOperationLike[T],
+        operation: Callable[Concatenate[AmperityClient, P], Awaitable[T]],
         /,
-        *args: Any,
-        start_token: str | None = None,
-        max_pages: int | None = None,
-        prefetch: bool | None = None,
-        pagination_guards: PaginationGuards | None = None,
-        **params: Any,
-    ) -> PageIterator[T]:
-        """Whole pages of a list operation: ``async for page in client.pages(list_segment, limit=100)``.
+        *args: P.args,
+        **params: P.kwargs,
+    ) -> T: ...
 
-        ``max_pages`` stops after that many pages (``next_token`` is then where the list goes on);
-        ``pagination_guards`` replaces the client's for this call.
+    @overload
+    async def call(self, operation: GeneratedFunction[T], /, *args: Any, **params: Any) -> T: ...
+
+    @overload
+    async def call(self, operation: str, /, *args: Any, **params: Any) -> Any: ...
+
+    async def call(self, operation: object, /, *args: Any, **params: Any) -> Any:
+        """Call an operation; return its parsed 2xx model or raise a typed error.
+
+        ``operation`` is a generated module (``amperity_async.api.segments.list_segment``), one of
+        its functions, its ``ENDPOINT`` or its name (``"list_segment"``, ``"list-segment"``; typed
+        as returning Any). The arguments are those of the module's typed ``call``: path parameters
+        positionally, the rest by keyword; enum arguments also take their values.
         """
-        info = self.operation(operation)  # type: ignore[arg-type]
+        if isinstance(operation, Endpoint):
+            return await self._call_endpoint(operation, args, params)
+        info, module = self._module(operation)
+        typed: Callable[..., Awaitable[Any]] = module.call
+        return await _with_arguments(info.name, typed, (self, *args), params)
+
+    @overload
+    async def find(self, operation: TypedOperation[P, T], /, *args: P.args, **params: P.kwargs) -> T | None: ...
+
+    @overload
+    async def find(self, operation: Endpoint[P, T], /, *args: P.args, **params: P.kwargs) -> T | None: ...
+
+    @overload
+    async def find(self, operation: str, /, *args: Any, **params: Any) -> Any: ...
+
+    @overload
+    async def find(
+        self, operation: Callable[P, Awaitable[T]], /, *args: P.args, **params: P.kwargs
+    ) -> T | None: ...
+
+    async def find(self, operation: object, /, *args: Any, **params: Any) -> Any:
+        """Like ``call``, but ``None`` when the server answers the operation's "nothing matched"
+        status (``OperationInfo.no_match_status``, from the spec: a Real-time lookup's 404).
+
+        ``operation`` is what ``call`` takes, or a method of the resource view
+        (``client.find(client.realtime.lookup, "pc-customers", keys=...)``). For an operation
+        without such a status it is a ConfigurationError; ``call`` raises ``NotFoundError`` for a
+        404 instead.
+        """
+        method = operation if isinstance(operation, OperationMethod) else None
+        described = type(method).endpoint.module if method is not None else operation
+        info, _ = self._module(described.module if isinstance(described, Endpoint) else described)
+        if info.no_match_status is None:
+            raise ConfigurationError(
+                f'{info.name} has no status that means "nothing matched"; use client.call({info.name}, ...)'
+            )
+        try:
+            if method is not None:
+                return await method(*args, **params)  # type: ignore[operator]
+            return await self.call(operation, *args, **params)  # type: ignore[call-overload]
+        except APIStatusError as exc:
+            if exc.status_code == info.no_match_status:
+                return None
+            raise
+
+    def _pageable(self, operation: object, params: Mapping[str, Any]) -> tuple[OperationInfo, ModuleType]:
+        """The list operation to page through, refused with the reason when it cannot be paged."""
+        info, module = self._module(operation)
+        if "next_token" in params:
+            raise ConfigurationError("pass start_token=... to resume from a cursor, not next_token")
         if info.returns_list and not info.paginated:
             window = f" (at most {info.max_window_days} days each)" if info.max_window_days else ""
             raise ConfigurationError(
@@ -413,12 +612,71 @@ class AmperityClient:
                 f"client.call({info.name}, ...), one request per time window{window}"
             )
         if not info.paginated:
-            raise ConfigurationError(f"{info.name} is not a list operation; use client.call({info.name}, ...)")
-        if "next_token" in params:
-            raise ConfigurationError("pass start_token=... to resume from a cursor, not next_token")
-        convert = self._item_converter(info)
+            raise ConfigurationError(
+                f"{info.name} is not a list operation; use client.call({info.name}, ...)"
+            )
+        return info, module
 
-        def read(response: Received, token: str | None) -> Page[T]:
+    @overload
+    def pages(self, operation: TypedPages[P, T], /, *args: P.args, **params: P.kwargs) -> PageIterator[T]: ...
+
+    @overload
+    def pages(
+        self,
+        operation: ListEndpoint[..., Any, T] | GeneratedListFunction[T],
+        /,
+        *args: Any,
+        start_token: str | None = None,
+        max_pages: int | None = None,
+        prefetch: bool | None = None,
+        pagination_guards: PaginationGuards | None = None,
+        **params: Any,
+    ) -> PageIterator[T]: ...
+
+    @overload
+    def pages(
+        self,
+        operation: str | Endpoint[..., Any],
+        /,
+        *args: Any,
+        start_token: str | None = None,
+        max_pages: int | None = None,
+        prefetch: bool | None = None,
+        pagination_guards: PaginationGuards | None = None,
+        **params: Any,
+    ) -> PageIterator[Any]: ...
+
+    def pages(self, operation: object, /, *args: Any, **params: Any) -> PageIterator[Any]:
+        """Whole pages of a list operation: ``async for page in client.pages(list_segment, limit=100)``.
+
+        ``start_token`` resumes from a cursor; ``max_pages`` stops after that many pages
+        (``next_token`` is then where the list goes on); ``prefetch`` overrides the client's;
+        ``pagination_guards`` replaces the client's for this call.
+        """
+        if isinstance(operation, Endpoint):
+            options = {name: params.pop(name) for name in _PAGE_OPTIONS if name in params}
+            return self._pages_endpoint(operation, args, params, **options)
+        info, module = self._pageable(operation, params)
+        typed: Callable[..., PageIterator[Any]] | None = getattr(module, "pages", None)
+        if typed is None:  # a list whose items are not models has no typed form: the descriptor serves
+            return self.pages(module.ENDPOINT, *args, **params)
+        return _with_arguments(info.name, typed, (self, *args), params)
+
+    def _pages_endpoint(
+        self,
+        endpoint: Endpoint[..., Any],
+        args: Sequence[Any],
+        params: Mapping[str, Any],
+        *,
+        start_token: str | None = None,
+        max_pages: int | None = None,
+        prefetch: bool | None = None,
+        pagination_guards: PaginationGuards | None = None,
+    ) -> PageIterator[Any]:
+        info, _ = self._pageable(endpoint, params)
+        convert: Callable[[Any], Any] = endpoint.item if isinstance(endpoint, ListEndpoint) else _as_is
+
+        def read(response: Received, token: str | None) -> Page[Any]:
             body = self._decode(info, response)
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                 raise ResponseValidationError(
@@ -439,9 +697,9 @@ class AmperityClient:
                 convert=convert,
             )
 
-        async def fetch(token: str | None) -> ReadPage[T]:
+        async def fetch(token: str | None) -> ReadPage[Any]:
             page_params = dict(params, next_token=token) if token else params
-            response = await self._send(info, args, page_params)
+            response = await self._send(info, endpoint, args, page_params)
             return functools.partial(read, response, token)
 
         use_prefetch = self.prefetch if prefetch is None else prefetch
@@ -455,9 +713,15 @@ class AmperityClient:
             guards=pagination_guards or self.pagination_guards,
         )
 
+    @overload
+    def paginate(
+        self, operation: TypedItems[P, T], /, *args: P.args, **params: P.kwargs
+    ) -> ItemIterator[T]: ...
+
+    @overload
     def paginate(
         self,
-        operation: ListOperationLike[T],
+        operation: ListEndpoint[..., Any, T] | GeneratedListFunction[T],
         /,
         *args: Any,
         max_items: int | None = None,
@@ -466,23 +730,48 @@ class AmperityClient:
         prefetch: bool | None = None,
         pagination_guards: PaginationGuards | None = None,
         **params: Any,
-    ) -> ItemIterator[T]:
-        """Items across pages: ``async for segment in client.paginate(list_segment, limit=100)``."""
-        pages = self.pages(
-            operation,
-            *args,
-            start_token=start_token,
-            max_pages=max_pages,
-            prefetch=prefetch,
-            pagination_guards=pagination_guards,
-            **params,
-        )
-        return ItemIterator(pages, max_items=max_items)
+    ) -> ItemIterator[T]: ...
 
-    @staticmethod
-    def _item_converter(info: OperationInfo) -> Callable[[Any], Any]:
-        model = getattr(generated_models, info.item_schema, None) if info.item_schema else None
-        if model is None:
-            return lambda item: item
-        from_dict: Callable[[Any], Any] = model.from_dict
-        return from_dict
+    @overload
+    def paginate(
+        self,
+        operation: str | Endpoint[..., Any],
+        /,
+        *args: Any,
+        max_items: int | None = None,
+        start_token: str | None = None,
+        max_pages: int | None = None,
+        prefetch: bool | None = None,
+        pagination_guards: PaginationGuards | None = None,
+        **params: Any,
+    ) -> ItemIterator[Any]: ...
+
+    def paginate(self, operation: object, /, *args: Any, **params: Any) -> ItemIterator[Any]:
+        """Items across pages: ``async for segment in client.paginate(list_segment, limit=100)``.
+
+        ``max_items`` stops after that many items; the other options are those of ``pages``.
+        """
+        if isinstance(operation, Endpoint):
+            max_items = params.pop("max_items", None)
+            return ItemIterator(self.pages(operation, *args, **params), max_items=max_items)
+        info, module = self._pageable(operation, params)
+        typed: Callable[..., ItemIterator[Any]] | None = getattr(module, "items", None)
+        if typed is None:
+            return self.paginate(module.ENDPOINT, *args, **params)
+        return _with_arguments(info.name, typed, (self, *args), params)
+
+
+_PAGE_OPTIONS = ("start_token", "max_pages", "prefetch", "pagination_guards")
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def _warn_if_incomplete(info: OperationInfo, body: Any) -> None:
+    """A one-page list whose ``total`` is more than its page holds lost the rest: say so."""
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        return
+    total, shown = body.get("total"), len(body["data"])
+    if isinstance(total, int) and not isinstance(total, bool) and total > shown:
+        warnings.warn(IncompleteListWarning(info.name, shown, total), stacklevel=4)

@@ -214,6 +214,17 @@ class ResponseTooLargeError(AmperityError):
         )
 
 
+class RequestTooLargeError(AmperityError, ValueError):
+    """A request body larger than the operation accepts: refused before it is sent (no 413 round trip)."""
+
+    def __init__(self, *, operation: str, size: int, limit: int, method: str, url: str) -> None:
+        self.operation, self.size, self.limit, self.method, self.url = operation, size, limit, method, url
+        super().__init__(
+            f"{operation}: the request body is {size} bytes; the operation accepts at most {limit} "
+            f"(not sent: {method} {url})"
+        )
+
+
 class ResponseValidationError(AmperityError):
     """A 2xx response does not match the spec: not JSON, a missing required field, a wrong type."""
 
@@ -306,6 +317,18 @@ class RateLimiterUnavailableError(AmperityError):
 
 class RateLimiterFallbackWarning(RuntimeWarning):
     """The shared rate budget is unreachable; this process limits itself locally until it returns."""
+
+
+class IncompleteListWarning(UserWarning):
+    """A list that answers one page, with no cursor that can be followed, holds fewer items than its
+    ``total`` says (the Real-time API's segment members): the rest cannot be fetched."""
+
+    def __init__(self, operation: str, shown: int, total: int) -> None:
+        self.operation, self.shown, self.total = operation, shown, total
+        super().__init__(
+            f"{operation} answered {shown} of {total} items; it takes no cursor, so the other "
+            f"{total - shown} cannot be fetched"
+        )
 
 
 class AmperityDeprecationWarning(DeprecationWarning):

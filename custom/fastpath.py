@@ -24,6 +24,8 @@ import sniffio
 import yarl
 
 from .auth import AmperityAuth
+from .bases import ApiBases
+from .calls import CallContext
 from .fastwire import AiohttpWire, Answer, WireRequest
 from .operations import OperationInfo
 from .transport import AmperityTransport
@@ -69,14 +71,14 @@ class FastPath:
     def __init__(
         self,
         *,
-        base_url: str,
+        bases: ApiBases,
         transport: AmperityTransport,
         auth: AmperityAuth,
         session: Callable[[], aiohttp.ClientSession],
         headers: Mapping[str, str],
     ) -> None:
-        # Encoded once, as httpx would: what follows is appended to it untouched.
-        self._base = str(yarl.URL(base_url)).rstrip("/")
+        self._bases = bases
+        self._prefixes: dict[str, tuple[str, str]] = {}
         self._transport = transport
         self._auth = auth
         self._wire = AiohttpWire(session)
@@ -90,12 +92,24 @@ class FastPath:
             self._on_asyncio = sniffio.current_async_library() == "asyncio"
         return self._on_asyncio and request.keys() <= _SENDABLE
 
+    def _url(self, operation: OperationInfo, path: str) -> str:
+        """``path`` at its API's configured base URL; an operation's own path (without its
+        arguments) is placed once, the arguments' part appended as the generated code quoted it."""
+        known = self._prefixes.get(operation.operation_id)
+        if known is None:
+            template = operation.path
+            static = template[: template.index("{")] if "{" in template else template
+            known = self._prefixes[operation.operation_id] = (static, self._bases.url_for(operation.api, static))
+        static, placed = known
+        if path.startswith(static):
+            return placed + path[len(static) :]
+        return self._bases.url_for(operation.api, path)
+
     def build(self, operation: OperationInfo, request: Mapping[str, Any]) -> WireRequest:
         """The wire request of ``operation`` for a generated function's request arguments."""
         route = self._transport.route_of(operation)
-        route.check()
         params = request.get("params")
-        url = self._base + request["url"]
+        url = self._url(operation, request["url"])
         if params:
             url += "?" + query_string(params)
         headers = {**self._headers, **route.headers}
@@ -106,15 +120,20 @@ class FastPath:
         if "json" in request:
             body = json_body(request["json"])
             headers.setdefault("Content-Type", "application/json")
-        return WireRequest(request["method"].upper(), yarl.URL(url, encoded=True), headers, body)
+        wire_request = WireRequest(request["method"].upper(), yarl.URL(url, encoded=True), headers, body)
+        self._transport.admit(route, wire_request, 0 if body is None else len(body))
+        return wire_request
 
-    async def send(self, operation: OperationInfo, request: Mapping[str, Any]) -> Answer:
+    async def send(self, operation: OperationInfo, request: Mapping[str, Any], deadline: float | None = None) -> Answer:
         """The answer to ``request``, body read: tokens, limits, bounds, retries and the replay
-        after a 401 as on the httpx path. A non-2xx answer is returned for the caller to raise."""
+        after a 401 as on the httpx path; ``deadline`` (seconds) replaces the client's for this
+        call. A non-2xx answer is returned for the caller to raise."""
         wire_request = self.build(operation, request)
         transport = self._transport
         route = transport.route_of(operation)
-        tokens = self._auth.tokens_for(wire_request)
+        auth = self._auth
+        context = None if deadline is None else CallContext.start(deadline, auth.refresher.clock)
+        tokens = auth.tokens_for(wire_request, context)
         await tokens.start()
         answer = await transport.exchange(wire_request, route, tokens.context, self._wire)
         if answer.status_code == 401 and await tokens.replay_after_401():

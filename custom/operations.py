@@ -14,10 +14,23 @@ from typing import Any
 
 import attrs
 
-from amperity_async._operations import API_VERSIONS, OPERATIONS
+from amperity_async._operations import API_VERSIONS, APIS, OPERATIONS
 
 CONTROL_PLANE = "control-plane"
 PROFILE = "profile"
+REALTIME = "realtime"
+_IDEMPOTENT_METHODS = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
+
+
+@attrs.frozen
+class ApiInfo:
+    """Where an API's operations live and what its requests carry, from the spec's ``servers``."""
+
+    name: str
+    base_path: str
+    """The path its generated operation paths start with (``/api``, ``/prof``)."""
+    version_header: bool
+    """Whether its requests carry ``api-version`` (the Real-time API's take none)."""
 
 
 @attrs.frozen
@@ -43,6 +56,17 @@ class OperationInfo:
     path_params: tuple[str, ...]
     time_windows: tuple[tuple[str, str], ...]
     path_regex: re.Pattern[str] = attrs.field(eq=False, repr=False)
+    idempotent: bool = False
+    """Safe to send again: a GET, or a POST the spec marks as changing nothing (a lookup)."""
+    retryable_statuses: frozenset[int] = frozenset()
+    """Statuses the spec says prove the request did nothing, so even a non-idempotent one is resent."""
+    max_body_bytes: int | None = None
+    """The largest request body the operation accepts; a larger one is refused before sending."""
+    no_match_status: int | None = None
+    """The status meaning "nothing matched" (a lookup's 404): ``client.find`` answers None for it."""
+    success_statuses: tuple[int, ...] = (200,)
+    form_query: tuple[str, ...] = ()
+    """Object query parameters whose entries are sent as parameters of their own (lookup keys)."""
 
     @property
     def name(self) -> str:
@@ -52,10 +76,6 @@ class OperationInfo:
     @property
     def unstable_only(self) -> bool:
         return self.stability != "stable"
-
-    @property
-    def idempotent(self) -> bool:
-        return self.method in ("GET", "HEAD", "OPTIONS", "PUT", "DELETE")
 
     def load_module(self) -> ModuleType:
         __import__(self.module)
@@ -86,17 +106,32 @@ def _build(op_id: str, raw: Mapping[str, Any]) -> OperationInfo:
         path_params=tuple(raw["path_params"]),
         time_windows=tuple((a, b) for a, b in raw["time_windows"]),
         path_regex=_path_regex(raw["path"]),
+        idempotent=raw.get("idempotent", raw["method"] in _IDEMPOTENT_METHODS),
+        retryable_statuses=frozenset(raw.get("retryable_statuses", ())),
+        max_body_bytes=raw.get("max_body_bytes"),
+        no_match_status=raw.get("no_match_status"),
+        success_statuses=tuple(raw.get("success_statuses", (200,))),
+        form_query=tuple(raw.get("form_query", ())),
     )
 
 
 class OperationRegistry:
     """Every operation of the normalized spec, findable by id, module, function or request."""
 
-    def __init__(self, operations: Mapping[str, Mapping[str, Any]], api_versions: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        operations: Mapping[str, Mapping[str, Any]],
+        api_versions: Mapping[str, Any],
+        apis: Mapping[str, Mapping[str, Any]] = APIS,
+    ) -> None:
         self._by_id = {op_id: _build(op_id, raw) for op_id, raw in operations.items()}
         self._by_module = {op.module: op for op in self._by_id.values()}
         self._by_name = {op.name: op for op in self._by_id.values()}
         self.api_versions = {api: dict(v) for api, v in api_versions.items()}
+        self.apis = {
+            name: ApiInfo(name, str(api.get("base_path", "")), bool(api.get("version_header", True)))
+            for name, api in apis.items()
+        }
         # Literal paths before templated ones, so /workflow/runs never matches /workflow/{x}.
         self._routes = sorted(self._by_id.values(), key=lambda op: (op.path.count("{"), -len(op.path)))
 
@@ -122,7 +157,7 @@ class OperationRegistry:
         return info
 
     def match(self, method: str, path: str) -> OperationInfo | None:
-        """The operation a request is for; ``path`` is relative to the API base URL."""
+        """The operation a request is for; ``path`` as the spec writes it, with its API's base path."""
         method = method.upper()
         for op in self._routes:
             if op.method == method and op.path_regex.match(path):
@@ -131,6 +166,17 @@ class OperationRegistry:
 
     def default_version(self, api: str) -> str:
         return str(self.api_versions[api]["default_version"])
+
+    def versioned_apis(self) -> list[str]:
+        """The APIs whose requests carry an ``api-version`` header."""
+        return [api for api in self.api_versions if api not in self.apis or self.apis[api].version_header]
+
+    def api_of_path(self, path: str) -> ApiInfo | None:
+        """The API whose base path ``path`` is under (the longest base path that fits)."""
+        fits = [
+            api for api in self.apis.values() if path == api.base_path or path.startswith(api.base_path + "/")
+        ]
+        return max(fits, key=lambda api: len(api.base_path), default=None)
 
     def list_operations(self) -> list[OperationInfo]:
         """Every operation that answers with a page of items, paginated or not."""

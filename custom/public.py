@@ -1,5 +1,6 @@
 """The public names of the hand-written layer, re-exported by ``amperity_async``."""
 
+from .answers import EmptyAnswer
 from .auth import AmperityAuth
 from .calls import Bounds
 from .client import AmperityClient
@@ -15,6 +16,7 @@ from .errors import (
     BadRequestError,
     ConfigurationError,
     ConflictError,
+    IncompleteListWarning,
     InternalServerError,
     NotFoundError,
     PaginationError,
@@ -22,6 +24,7 @@ from .errors import (
     RateLimiterFallbackWarning,
     RateLimitError,
     RateLimiterUnavailableError,
+    RequestTooLargeError,
     ResponseTooLargeError,
     ResponseValidationError,
     TokenCredentialsRejectedError,
@@ -56,6 +59,8 @@ __all__: list[str] = [
     "Clock",
     "ConfigurationError",
     "ConflictError",
+    "EmptyAnswer",
+    "IncompleteListWarning",
     "InternalServerError",
     "IssuerToken",
     "ItemIterator",
@@ -74,6 +79,7 @@ __all__: list[str] = [
     "RateLimiterUnavailableError",
     "Redactor",
     "RequestCounts",
+    "RequestTooLargeError",
     "ResponseTooLargeError",
     "ResponseValidationError",
     "RetryPolicy",

@@ -3,16 +3,19 @@
 ``AmperityTransport`` wraps any ``httpx.AsyncBaseTransport`` (by default the one from
 ``connections``) and, for each request:
 
-1. finds the operation from the method and path (``OperationRegistry.match``), sets
-   ``amperity-tenant`` and the ``api-version`` of the operation's API, and refuses an unstable-only
-   operation while that API is used at a stable version;
+1. finds the operation from the method and path (``OperationRegistry.match``), moves the request
+   to its API's configured base URL (``bases.ApiBases``), sets ``amperity-tenant`` and, for an API
+   that has versions, the ``api-version`` of the operation's API, and refuses an unstable-only
+   operation while that API is used at a stable version; a body larger than the operation accepts
+   is refused before anything is sent;
 2. before every attempt (retries spend budget too) takes a token from the operation's rate
    limiter, then lets the auth flow put a current access token on the request;
 3. bounds each attempt as a whole (connect, headers, the whole body: ``Bounds.timeout``) and the
    whole call (``Bounds.deadline``), and caps the body size (``Bounds.max_response_bytes``);
 4. retries what is safe to retry: idempotent requests on 429, 500, 502, 503, 504, timeouts and
-   dropped connections; other requests (starting or stopping a workflow) only on 429 and on
-   failures that prove the request never left the client, so nothing is ever done twice;
+   dropped connections; other requests (starting or stopping a workflow, sending an event) only on
+   429, on the statuses their spec says prove nothing was done (an event's 503), and on failures
+   that prove the request never left the client, so nothing is ever done twice;
 5. waits between attempts as ``retry.RetryPolicy`` says (backoff with full jitter, or the
    server's ``Retry-After`` up to its cap), never past the deadline, and logs each retry (method,
    path, reason, attempt, delay; never headers);
@@ -42,12 +45,14 @@ import httpx
 
 from . import attempt
 from .attempt import AttemptFailed, BodyTooLarge, HttpxWire, Wire
+from .bases import ApiBases
 from .calls import DEFAULT_BOUNDS, Bounds, CallContext, Outgoing
 from .clock import Clock, SystemClock
 from .errors import (
     AmperityDeprecationWarning,
     APIConnectionError,
     APITimeoutError,
+    RequestTooLargeError,
     ResponseTooLargeError,
     UnstableOperationError,
 )
@@ -89,18 +94,15 @@ class Route:
 
     operation: OperationInfo | None
     label: str
-    api_version: str
+    api: str | None
+    api_version: str | None
+    """None for an API whose requests carry no version header."""
     retry_statuses: frozenset[int]
     idempotent: bool
     counts: RequestCounts
     unstable: tuple[str, str, str] | None
     headers: Mapping[str, str]
     """The headers every request of the route carries (tenant, api-version)."""
-
-    def check(self) -> None:
-        """Refuse, before anything is sent, what this route must not send."""
-        if self.unstable is not None:
-            raise UnstableOperationError(*self.unstable)
 
 
 def _attempts(count: int) -> str:
@@ -110,9 +112,10 @@ def _attempts(count: int) -> str:
 class AmperityTransport(httpx.AsyncBaseTransport):
     """Headers, rate limits, bounds, retries and deprecation warnings around an inner transport.
 
-    ``base_path`` is the path of the API base URL (``/api``); ``api_versions`` maps each API
-    (``control-plane``, ``profile``) to the version to send (an API missing there gets the spec's
-    default version). ``limiter_for`` gives the rate limiter of an operation (``None`` for requests
+    ``bases`` moves each request from its spec URL to its API's configured base URL (None: requests
+    go where their URL says); ``api_versions`` maps each API (``control-plane``, ``profile``) to the
+    version to send (an API missing there gets the spec's default version; an API without versions
+    gets no header). ``limiter_for`` gives the rate limiter of an operation (``None`` for requests
     the registry does not know), or ``None`` for no limit. ``redactor`` scrubs the texts of errors
     and log lines. Closing this transport closes ``inner``.
     """
@@ -122,8 +125,8 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         inner: httpx.AsyncBaseTransport,
         *,
         tenant: str,
-        base_path: str,
         api_versions: Mapping[str, str],
+        bases: ApiBases | None = None,
         limiter_for: Callable[[OperationInfo | None], RateLimiter | None],
         retry: RetryPolicy = DEFAULT_RETRY_POLICY,
         bounds: Bounds = DEFAULT_BOUNDS,
@@ -137,7 +140,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         self._inner = inner
         self._wire = HttpxWire(inner)
         self._tenant = tenant
-        self._base_path = base_path.rstrip("/")
+        self._bases = bases
         self._api_versions = dict(api_versions)
         self._limiter_for = limiter_for
         self._retry = retry
@@ -158,7 +161,10 @@ class AmperityTransport(httpx.AsyncBaseTransport):
     def bounds(self) -> Bounds:
         return self._bounds
 
-    def _version_for(self, api: str) -> str:
+    def _version_for(self, api: str) -> str | None:
+        described = self._registry.apis.get(api)
+        if described is not None and not described.version_header:
+            return None
         version = self._api_versions.get(api)
         if version is not None:
             return version
@@ -167,45 +173,77 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         return self._api_versions.get(CONTROL_PLANE) or self._registry.default_version(CONTROL_PLANE)
 
     def _find_route(self, method: str, path: str) -> Route:
-        operation = None
-        if path == self._base_path or path.startswith(self._base_path + "/"):
-            operation = self._registry.match(method, path[len(self._base_path) :] or "/")
-        return self._route_for(operation, method)
+        return self._route_for(self._registry.match(method, path), method, path)
 
     def route_of(self, operation: OperationInfo) -> Route:
         """The route of ``operation``'s requests, for a caller that knows the operation already."""
         route = self._routes_by_operation.get(operation.operation_id)
         if route is None:
-            route = self._routes_by_operation[operation.operation_id] = self._route_for(operation, operation.method)
+            route = self._route_for(operation, operation.method, operation.path)
+            self._routes_by_operation[operation.operation_id] = route
         return route
 
-    def _route_for(self, operation: OperationInfo | None, method: str) -> Route:
+    def _route_for(self, operation: OperationInfo | None, method: str, path: str) -> Route:
+        unstable = None
         if operation is None:
-            label, version, unstable = UNKNOWN_OPERATION, self._version_for(CONTROL_PLANE), None
+            found = self._registry.api_of_path(path)
+            api = found.name if found is not None else None
+            label, version = UNKNOWN_OPERATION, self._version_for(api or CONTROL_PLANE)
             idempotent = method in ("GET", "HEAD")
+            retry_statuses = IDEMPOTENT_RETRY_STATUSES if idempotent else NON_IDEMPOTENT_RETRY_STATUSES
         else:
-            label, version, unstable = operation.name, self._version_for(operation.api), None
+            api, label, version = operation.api, operation.name, self._version_for(operation.api)
             idempotent = operation.idempotent
-            if operation.unstable_only and version != operation.stability:
+            # Only an API with versions has unstable operations that a stable version lacks.
+            if version is not None and operation.unstable_only and version != operation.stability:
                 unstable = (operation.name, version, operation.stability)
+            retry_statuses = (
+                IDEMPOTENT_RETRY_STATUSES
+                if idempotent
+                else NON_IDEMPOTENT_RETRY_STATUSES | operation.retryable_statuses
+            )
         return Route(
             operation=operation,
             label=label,
+            api=api,
             api_version=version,
-            retry_statuses=IDEMPOTENT_RETRY_STATUSES if idempotent else NON_IDEMPOTENT_RETRY_STATUSES,
+            retry_statuses=retry_statuses,
             idempotent=idempotent,
             counts=self.stats.by_operation.setdefault(label, RequestCounts()),
             unstable=unstable,
-            headers={"amperity-tenant": self._tenant, "api-version": version},
+            headers={"amperity-tenant": self._tenant, **({} if version is None else {"api-version": version})},
         )
+
+    def admit(self, route: Route, request: Outgoing, body_size: int) -> None:
+        """Refuse, before anything is sent, a request its route must not send: an unstable-only
+        operation under a stable version, a body larger than the operation accepts."""
+        if route.unstable is not None:
+            raise UnstableOperationError(*route.unstable)
+        operation = route.operation
+        if operation is not None and operation.max_body_bytes is not None and body_size > operation.max_body_bytes:
+            raise RequestTooLargeError(
+                operation=operation.name,
+                size=body_size,
+                limit=operation.max_body_bytes,
+                method=request.method,
+                url=self._shown_url(request),
+            )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         route = self._route(request.method, request.url.path)
-        route.check()
-        request.headers.update(route.headers)
+        if route.unstable is not None:
+            raise UnstableOperationError(*route.unstable)
+        if self._bases is not None:
+            self._bases.place(request, route.api)
+        headers = request.headers
+        headers.update(route.headers)
         if not isinstance(request.stream, httpx.ByteStream):
-            # A streamed body cannot be sent twice; buffer it so that a retry sends the same bytes.
+            # A streamed body cannot be sent twice; buffer it so that a retry sends the same bytes,
+            # with its length now known (some endpoints refuse chunked bodies).
             await request.aread()
+            headers.pop("transfer-encoding", None)
+            headers["content-length"] = str(len(request.content))
+        self.admit(route, request, len(request.content))
         context = CallContext.of(request)
         if context is None:
             context = CallContext.start(self._bounds.deadline, self._clock)

@@ -38,6 +38,9 @@ def lock_with_overlays(tmp_path: Path, *, drop: tuple[str, str] | None = None) -
     """
     shutil.copytree(OPENAPI / "overlays", tmp_path / "overlays")
     lock = attrs.evolve(project_lock(), path=tmp_path / "sources.lock.json")
+    for written in lock.written:
+        assert written.local is not None
+        shutil.copyfile(OPENAPI / written.local, tmp_path / written.local)
     if drop is None:
         return lock
     name, target = drop
@@ -113,7 +116,7 @@ def copy_project(dest: Path) -> Path:
     (dest / "openapi").mkdir()
     for name in ("overlays", "templates", "upstream"):
         shutil.copytree(OPENAPI / name, dest / "openapi" / name, ignore=ignore)
-    for name in ("sources.lock.json", "amperity.json"):
+    for name in ("sources.lock.json", "amperity.json", "realtime.json", "resource-names.yaml"):
         shutil.copyfile(OPENAPI / name, dest / "openapi" / name)
     shutil.copytree(PROJECT / "amperity_async", dest / "amperity_async", symlinks=True, ignore=ignore)
     return dest

@@ -91,8 +91,8 @@ def test_smoke_run_measures_every_section(tmp_path: Path) -> None:
             assert run["steady_rows_per_s"] is None or run["steady_rows_per_s"] > 0
         assert "Large CLI extraction" in table and "all ids, once each" in table
 
-    assert results["workers_scaling"]["status"] == "not measured yet"
-    assert "not measured yet" in table
+    assert results["workers_scaling"]["status"] == "not measured in a smoke run"
+    assert "not measured in a smoke run" in table
 
     rate = results["rate_fidelity"]
     assert _is_number(rate["fidelity"]) and rate["requests_ok"] > 0

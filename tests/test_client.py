@@ -343,6 +343,6 @@ async def test_default_api_versions_come_from_the_operation_index() -> None:
     assert index.calls.last.request.headers["api-version"] == "2025-07-31"
 
     default = make_client(router)
-    assert default.api_versions == {api: REGISTRY.default_version(api) for api in REGISTRY.api_versions}
+    assert default.api_versions == {api: REGISTRY.default_version(api) for api in REGISTRY.versioned_apis()}
     with pytest.raises(ConfigurationError, match="api_version must be a version date"):
         make_client(router, api_version="")

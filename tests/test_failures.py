@@ -269,7 +269,7 @@ def test_every_error_is_an_amperity_error_importable_from_the_package() -> None:
         for name, value in vars(errors).items()
         if isinstance(value, type) and issubclass(value, Exception) and not issubclass(value, Warning)
     }
-    assert len(defined) == 23
+    assert len(defined) == 24
     assert defined <= set(amperity_async.__all__)
     assert all(issubclass(getattr(amperity_async, name), AmperityError) for name in defined)
     assert issubclass(amperity_async.TokenCredentialsRejectedError, AuthenticationError)

@@ -569,7 +569,7 @@ async def test_a_new_operation_in_the_spec_is_served_without_code(tmp_path: Path
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
         }
     }
-    spec["paths"]["/audiences"] = {
+    spec["paths"]["/api/audiences"] = {
         "get": {
             "operationId": "list-audiences",
             "x-amperity-api": "control-plane",
@@ -585,7 +585,7 @@ async def test_a_new_operation_in_the_spec_is_served_without_code(tmp_path: Path
             "responses": ok("AudienceList"),
         }
     }
-    spec["paths"]["/audiences/{audience-id}"] = {
+    spec["paths"]["/api/audiences/{audience-id}"] = {
         "get": {
             "operationId": "get-audience",
             "x-amperity-api": "control-plane",

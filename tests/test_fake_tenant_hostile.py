@@ -76,7 +76,7 @@ async def follow(
 async def test_a_list_without_a_usable_cursor_answers_each_window_whole_and_ignores_its_next_token() -> None:
     async with running(rows=200) as (tenant, client, token):
         hdrs = headers(tenant, token)
-        every_job = set(tenant.dataset.ids("/ingest/jobs"))
+        every_job = set(tenant.dataset.ids("/api/ingest/jobs"))
         assert len(every_job) == 200
         seen: list[str] = []
         start = datetime(2026, 1, 1, tzinfo=UTC)
@@ -120,7 +120,7 @@ async def test_a_list_without_a_usable_cursor_answers_each_window_whole_and_igno
 
 async def test_cursorless_lists_and_window_limits_come_from_the_spec_extensions(tmp_path: Path) -> None:
     spec = json.loads((ROOT / "openapi" / "amperity.json").read_text("utf-8"))
-    events = spec["paths"]["/audit-events"]["get"]
+    events = spec["paths"]["/api/audit-events"]["get"]
     events["x-amperity-pagination"] = "none"
     events["x-amperity-max-window-days"] = 2
     path = tmp_path / "marked.json"
@@ -322,7 +322,7 @@ async def test_slow_drip_trickles_the_body_at_the_configured_rate() -> None:
 async def test_slow_drip_with_headers_trickles_the_status_line_too() -> None:
     rate = 400.0
     async with running(indexes=2, drip_rate={"get-index": rate}, drip_headers=True) as (tenant, _, token):
-        index = tenant.dataset.ids("/indexes")[0]
+        index = tenant.dataset.ids("/api/indexes")[0]
         answer = await exchange(
             tenant, raw_request("GET", f"/api/indexes/{index}", headers(tenant, token, PROFILE))
         )

@@ -17,11 +17,14 @@ from spec_support import normalized_spec, operations
 from amperity_async._operations import OPERATIONS
 from amperity_async.client import AuthenticatedClient
 from amperity_async.custom.errors import ConfigurationError
+from amperity_async.models import KeychainKeys, KeychainLookup, StreamEvent
 from amperity_async.models.error_response import ErrorResponse
 from amperity_async.models.profile_filter import ProfileFilter
 from amperity_async.models.workflow_run_request import WorkflowRunRequest
 
-BASE_URL = "https://tenant.test/api"
+# Generated paths carry their API's base path (/api, /prof): they are relative to the host.
+BASE_URL = "https://tenant.test"
+KEYS = KeychainKeys.from_dict({"email": "customer+vip@example.com"})
 START = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
 END = datetime.datetime(2025, 1, 8, tzinfo=datetime.UTC)
 
@@ -46,6 +49,40 @@ REQUIRED_ONLY: dict[str, tuple[dict[str, Any], str, str, str]] = {
     "get-index": ({"id": "idx-1"}, "GET", "/api/indexes/idx-1", ""),
     "list-profiles": ({"id": "idx-1"}, "GET", "/api/indexes/idx-1/profiles", ""),
     "get-profile": ({"id": "idx-1", "profile_id": "p-1"}, "GET", "/api/indexes/idx-1/profiles/p-1", ""),
+    # The Real-time API, under /prof.
+    "send-event": (
+        {"stream_id": "es-1", "body": StreamEvent.from_dict({"email": "a@example.com"})},
+        "POST",
+        "/prof/events/es-1",
+        "",
+    ),
+    "lookup-profile": (
+        {"collection_id": "pc-1", "keys": KEYS},
+        "GET",
+        "/prof/lookup/pc-1/keychain",
+        "email=customer%2Bvip%40example.com",
+    ),
+    "lookup-profile-by-keys": (
+        {"collection_id": "pc-1", "body": KeychainLookup(keys=KEYS)},
+        "POST",
+        "/prof/lookup/pc-1/keychain",
+        "",
+    ),
+    "get-collection-profile": (
+        {"collection_id": "pc-1", "profile_id": "p-1"},
+        "GET",
+        "/prof/profiles/pc-1/p-1",
+        "",
+    ),
+    "list-segment-members": ({"segment_id": "rts-1"}, "GET", "/prof/segments/rts-1/profiles", ""),
+    "list-profile-segments": (
+        {"collection_id": "pc-1", "profile_id": "p-1"},
+        "GET",
+        "/prof/profiles/pc-1/p-1/segments",
+        "",
+    ),
+    "get-collection-stats": ({"collection_id": "pc-1"}, "GET", "/prof/collections/pc-1/stats", ""),
+    "get-collection-history": ({"collection_id": "pc-1"}, "GET", "/prof/collections/pc-1/history", ""),
 }
 
 
@@ -193,3 +230,36 @@ async def test_path_parameters_are_escaped(wire: tuple[AuthenticatedClient, resp
     client, router = wire
     await _function("get-profile")(client=client, id="idx/1", profile_id="p 1?x")
     assert router.calls.last.request.url.raw_path == b"/api/indexes/idx%2F1/profiles/p%201%3Fx"
+
+
+@pytest.mark.anyio
+async def test_realtime_requests_are_what_the_pages_show(
+    wire: tuple[AuthenticatedClient, respx.Router],
+) -> None:
+    """Each page's own spelling: `_enrich` on the GET lookup, `enrich` on the profile and in the body."""
+    client, router = wire
+    await _function("lookup-profile")(client=client, collection_id="pc-1", keys=KEYS, field_enrich=True)
+    assert router.calls.last.request.url.params.multi_items() == [
+        ("email", "customer+vip@example.com"),
+        ("_enrich", "true"),
+    ]
+    await _function("get-collection-profile")(
+        client=client, collection_id="pc-1", profile_id="p-1", enrich=True
+    )
+    assert router.calls.last.request.url.query == b"enrich=true"
+    await _function("lookup-profile-by-keys")(
+        client=client, collection_id="pc-1", body=KeychainLookup(keys=KEYS, enrich=False)
+    )
+    request = router.calls.last.request
+    assert json.loads(request.content) == {"keys": {"email": "customer+vip@example.com"}, "enrich": False}
+    event = {"email": "customer@example.com", "event_type": "purchase", "order_total": 42.0}
+    await _function("send-event")(client=client, stream_id="es/1", body=StreamEvent.from_dict(event))
+    request = router.calls.last.request
+    assert request.url.raw_path == b"/prof/events/es%2F1"
+    assert json.loads(request.content) == event
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["content-length"] == str(len(request.content))
+    await _function("list-profile-segments")(
+        client=client, collection_id="pc-1", profile_id="p-1", limit=100, next_token="n1"
+    )
+    assert router.calls.last.request.url.query == b"limit=100&next_token=n1"

@@ -1064,11 +1064,6 @@ def test_generated_send_event_reads_a_503_as_the_error_body(generated: Callable[
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="openapi/templates/endpoint_macros.py.jinja sends every object query parameter as deepObject "
-    "(keys[email]=...); it must honour the schema's x-amperity-query-style: form",
-)
 def test_generated_lookup_sends_keys_as_the_page_shows(generated: Callable[[str], ModuleType]) -> None:
     recorder = Recorder(200, _page_response("endpoint_get_profile_store_lookup.rst"))
     keys = generated("models").KeychainKeys.from_dict({"email": "customer+vip@example.com"})

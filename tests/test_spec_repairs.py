@@ -155,7 +155,8 @@ def list_profiles_filter_is_a_deep_object(document: dict[str, Any]) -> bool:
 
 def every_operation_names_its_api(document: dict[str, Any]) -> bool:
     return all(
-        op.get("x-amperity-api") in {"control-plane", "profile"} for _, _, op in operations(document).values()
+        op.get("x-amperity-api") in {"control-plane", "profile", "realtime"}
+        for _, _, op in operations(document).values()
     )
 
 

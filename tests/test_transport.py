@@ -112,7 +112,6 @@ def make_transport(
     return AmperityTransport(
         httpx.MockTransport(handler),
         tenant="acme",
-        base_path="/api",
         api_versions=versions or VERSIONS,
         limiter_for=limiter_for,
         retry=retry or RetryPolicy(),
@@ -123,8 +122,10 @@ def make_transport(
 
 
 def generated_client(transport: httpx.AsyncBaseTransport) -> Client:
-    client = Client(base_url=BASE_URL)
-    client.set_async_httpx_client(httpx.AsyncClient(base_url=BASE_URL, transport=transport))
+    # Generated paths carry their API's base path (/api/...): they are relative to the host.
+    root = BASE_URL.removesuffix("/api")
+    client = Client(base_url=root)
+    client.set_async_httpx_client(httpx.AsyncClient(base_url=root, transport=transport))
     return client
 
 
@@ -172,7 +173,8 @@ async def test_raw_generated_calls_carry_tenant_and_the_version_of_their_api(
     client = generated_client(make_transport(router, clock))
     await list_segment.asyncio_detailed(client=client, limit=10)
     await list_profiles.asyncio_detailed(id="ix-1", client=client)
-    await client.get_async_httpx_client().get("/not-in-the-spec")
+    # A request the spec does not know, under the control plane's base path.
+    await client.get_async_httpx_client().get("/api/not-in-the-spec")
     for route, version in ((segments, "2024-04-01"), (profiles, "2025-07-31"), (other, "2024-04-01")):
         assert route.call_count == 1
         headers = route.calls.last.request.headers
@@ -600,7 +602,6 @@ async def test_closing_the_transport_closes_the_inner_one(clock: ManualClock) ->
     transport = AmperityTransport(
         inner,
         tenant="acme",
-        base_path="/api",
         api_versions=VERSIONS,
         limiter_for=lambda op: None,
         clock=clock,
@@ -787,7 +788,6 @@ def loopback_transport(retry: RetryPolicy) -> AmperityTransport:
     return AmperityTransport(
         default_inner_transport(max_connections=10),
         tenant="acme",
-        base_path="/api",
         api_versions=VERSIONS,
         limiter_for=lambda op: None,
         retry=retry,
@@ -800,7 +800,7 @@ async def test_default_transport_is_aiohttp_on_asyncio_and_httpx_on_trio(anyio_b
 
     async def call(base_url: str) -> httpx.Response:
         transport = AmperityTransport(
-            inner, tenant="acme", base_path="/api", api_versions=VERSIONS, limiter_for=lambda op: None
+            inner, tenant="acme", api_versions=VERSIONS, limiter_for=lambda op: None
         )
         async with httpx.AsyncClient(base_url=base_url, transport=transport) as http:
             return await http.get("/segments")

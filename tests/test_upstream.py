@@ -204,6 +204,8 @@ def _mirror(tmp_path: Path, *, changelog: str | None = PINNED_CHANGELOG) -> Path
     mirror.mkdir()
     for doc in project_lock().documents:
         shutil.copyfile(UPSTREAM / doc.file, mirror / doc.file)
+    # The pages the hand-written documents follow, where a mirror of openapi/upstream holds them.
+    shutil.copytree(UPSTREAM / "pages", mirror / "pages")
     if changelog is not None:
         (mirror / "changelog.html").write_text(changelog, encoding="utf-8")
     return mirror
@@ -281,6 +283,8 @@ def _official(router: respx.Router, changelog: httpx.Response) -> None:
     lock = project_lock()
     for doc in lock.documents:
         router.get(doc.url).respond(200, content=(UPSTREAM / doc.file).read_bytes())
+    for page in lock.pages:
+        router.get(page.url).respond(200, content=(UPSTREAM / "pages" / page.file).read_bytes())
     router.get(lock.changelog).mock(return_value=changelog)
 
 
@@ -293,7 +297,7 @@ def test_check_against_official_urls_with_a_new_profile_version() -> None:
     assert status == CHANGED
     assert "profile (Profile API):" in output
     assert "new version announced: 2026-03-01 (pinned 2025-07-31)" in output
-    assert len(router.calls) == len(project_lock().documents) + 1
+    assert len(router.calls) == len(project_lock().documents) + len(project_lock().pages) + 1
 
 
 def test_check_against_official_urls_when_the_changelog_is_down() -> None:
@@ -351,7 +355,7 @@ def test_update_repins_regenerates_and_prints_the_changes(tmp_path: Path) -> Non
     )
     assert (project / "openapi" / "upstream" / UNSTABLE).read_bytes() == body
     spec = json.loads((project / "openapi" / "amperity.json").read_text(encoding="utf-8"))
-    operation = spec["paths"]["/campaign-drafts/{draft-id}"]["get"]
+    operation = spec["paths"]["/api/campaign-drafts/{draft-id}"]["get"]
     assert (operation["x-amperity-stability"], operation["x-amperity-api"]) == ("unstable", "control-plane")
     generated = project / "amperity_async" / "api" / "campaigns" / "get_campaign_draft.py"
     assert "async def asyncio_detailed(" in generated.read_text(encoding="utf-8")
@@ -427,3 +431,74 @@ def test_check_upstream_command_exit_status(tmp_path: Path) -> None:
     )
     assert result.returncode == CHANGED, result.stderr
     assert "new version announced: 2025-10-01" in result.stdout
+
+
+# A program run inside the updated project: the client and the CLI against a server that records the
+# api-version each request carries.
+_SENT_VERSIONS = r'''
+import json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import anyio
+import httpx
+
+from amperity_async import AmperityClient
+from amperity_async.custom.cli import main
+
+seen = []
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        seen.append(self.headers.get("api-version"))
+        body = json.dumps({"data": []}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+base_url = f"http://127.0.0.1:{server.server_address[1]}/api"
+
+
+async def with_the_client():
+    async with AmperityClient(tenant="acme", auth="a-fixed-token", base_url=base_url) as client:
+        await client.segments.list(limit=1)
+
+anyio.run(with_the_client)
+status = main(["extract", "list_segment", "--out", "-", "--tenant", "acme", "--token", "a-fixed-token",
+               "--base-url", base_url])
+server.shutdown()
+print(json.dumps({"status": status, "versions": seen}))
+'''
+
+
+def test_update_to_a_new_version_changes_what_the_client_and_the_cli_send(tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    mirror = _mirror(tmp_path)
+    new_version, new_file = "2026-12-01", "control-plane-2026-12-01-openapi.json"
+    document = upstream_document(STABLE)
+    document["info"]["version"] = new_version
+    (mirror / new_file).write_text(json.dumps(document, indent=2), encoding="utf-8")
+    # What the README asks of a maintainer for a new version: edit its lock entry, then update.
+    lock_path = project / "openapi" / "sources.lock.json"
+    lock = json.loads(lock_path.read_text(encoding="utf-8"))
+    (entry,) = [d for d in lock["documents"] if d["file"] == STABLE]
+    entry.update(version=new_version, file=new_file, url=entry["url"].replace(STABLE, new_file))
+    lock_path.write_text(json.dumps(lock, indent=2), encoding="utf-8")
+
+    assert run_update(project, str(mirror), io.StringIO()) == 0
+
+    env = {**os.environ, "PYTHONPATH": str(project), "AMPERITY_BASE_URL": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", _SENT_VERSIONS], cwd=project, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"status": 0, "versions": [new_version, new_version]}

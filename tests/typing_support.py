@@ -56,16 +56,20 @@ def user_programs(dest: Path) -> list[Path]:
     return programs
 
 
-def mistake_program(dest: Path) -> tuple[Path, dict[int, tuple[str, str]]]:
-    """The program of deliberate mistakes, copied into ``dest``, and per line its (mypy, pyright) rule."""
-    dest.mkdir(parents=True, exist_ok=True)
-    path = Path(shutil.copyfile(TYPING / "mistakes" / "wrong_calls.py", dest / "wrong_calls.py"))
-    expected = {}
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        match = _MISTAKE.search(text)
-        if match:
-            expected[number + 1] = (match["mypy"], match["pyright"])
-    return path, expected
+def mistake_programs(dest: Path) -> list[tuple[Path, dict[int, tuple[str, str]]]]:
+    """The programs of deliberate mistakes (tests/typing/mistakes), each copied into a folder of its
+    own under ``dest`` (checked one at a time), with the (mypy, pyright) rule expected per line."""
+    programs = []
+    for source in sorted((TYPING / "mistakes").glob("*.py")):
+        (dest / source.stem).mkdir(parents=True)
+        path = Path(shutil.copyfile(source, dest / source.stem / source.name))
+        expected = {}
+        for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            match = _MISTAKE.search(text)
+            if match:
+                expected[number + 1] = (match["mypy"], match["pyright"])
+        programs.append((path, expected))
+    return programs
 
 
 def run_mypy(python: Path, programs: list[Path], cwd: Path, *, timeout: float = 600) -> CheckResult:

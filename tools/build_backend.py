@@ -2,10 +2,12 @@
 
 ``pip install .``, ``pip wheel .``, ``python -m build`` and ``make install`` all come through
 here. Before a wheel (or an editable wheel) is built, the pinned documents are fetched (from
-``$AMPERITY_SPEC_MIRROR`` when set), checked against their sha256, repaired, and the package
-generated, exactly as ``make`` does; a step whose output is up to date is skipped. The sdist
-carries what that needs (the lock, overlays, templates, generator configuration and this
-folder), never Amperity's documents or generated code.
+``$AMPERITY_SPEC_MIRROR`` when set) and so are the documentation pages the hand-written
+documents were written from (from ``$AMPERITY_DOCS_MIRROR`` when set), all checked against their
+sha256; then the documents are repaired and the package generated, exactly as ``make`` does;
+a step whose output is up to date is skipped. The sdist carries what that needs (the lock,
+overlays, templates, the hand-written documents, generator configuration and this folder), never
+Amperity's documents or generated code.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ prepare_metadata_for_build_editable = _setuptools.prepare_metadata_for_build_edi
 build_sdist = _setuptools.build_sdist
 
 MIRROR_ENV = "AMPERITY_SPEC_MIRROR"
+DOCS_MIRROR_ENV = "AMPERITY_DOCS_MIRROR"
 # What the spec pipeline imports, by module, with the distribution that provides it.
 _PIPELINE_MODULES = {
     "openapi_python_client": "openapi-python-client",
@@ -67,16 +70,26 @@ def generate_package(project: Path) -> None:
     from tools.specs.sources import ChecksumMismatch
 
     mirror = os.environ.get(MIRROR_ENV) or None
+    docs_mirror = os.environ.get(DOCS_MIRROR_ENV) or None
     try:
-        build(project, mirror, sys.stderr)
+        build(project, mirror, sys.stderr, docs_mirror)
     except ChecksumMismatch as exc:
         raise BuildError(str(exc)) from exc
     except PIPELINE_ERRORS as exc:
         where = f"${MIRROR_ENV} ({mirror})" if mirror else "the official URLs in openapi/sources.lock.json"
+        pages = (
+            f"${DOCS_MIRROR_ENV} ({docs_mirror})"
+            if docs_mirror
+            else f"{mirror}/pages"
+            if mirror
+            else "their upstream URLs"
+        )
         raise BuildError(
             f"{exc}\nThe build generates the package from Amperity's pinned OpenAPI documents, "
-            f"fetched from {where}. Without network access, set {MIRROR_ENV} to a folder or URL "
-            f"base holding them under the file names of the lock file."
+            f"fetched from {where}, and checks the documentation pages the hand-written documents "
+            f"were written from, fetched from {pages}. Without network access, set {MIRROR_ENV} to "
+            f"a folder or URL base holding the documents under the file names of the lock file, and "
+            f"{DOCS_MIRROR_ENV} to one holding the pages."
         ) from exc
 
 

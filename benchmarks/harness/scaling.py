@@ -1,17 +1,16 @@
-"""Room for two measurements of several worker processes, to be filled in with ``--workers``:
+"""Several worker processes: ``amperity-async extract ... --workers N`` scaling and the shared
+budget's fidelity, measured by ``benchmarks/workers.py`` (its own nginx, static pages and fake
+tenants) in a process of its own, so that its children never share the harness's pinned CPUs.
 
-- CLI extraction scaling: ``amperity-async extract ... --workers N`` against the static pages (the
-  same profile list as the large extraction), rows/s for 1 and 2 workers and their ratio (target:
-  2 workers >= 1.7x one);
-- distributed rate fidelity: several workers on one Redis budget against the fake tenant's strict
-  limits, achieved rate / limit and 429s.
-
-``workers_scaling`` receives the static server (None when nginx is missing) and returns what
-``report.scaling_markdown`` prints. Until it measures, it says so.
+``workers_scaling`` returns what ``report.scaling_markdown`` prints: one row per figure, plus
+``speedup_2_workers`` for the target table. The smoke run leaves it out (it takes minutes).
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,51 @@ from .cells import StaticTarget
 from .processes import CpuPlan
 from .settings import Settings
 
-NOT_MEASURED = "not measured yet"
-PLANNED = (
-    "CLI extract --workers 1 / 2: rows/s and their ratio",
-    "distributed rate fidelity: workers sharing one Redis budget vs the tenant's limits",
-)
+WORKERS_SCRIPT = Path(__file__).resolve().parent.parent / "workers.py"
+NOT_MEASURED = "not measured in a smoke run"
 
 
 def workers_scaling(
     settings: Settings, cpus: CpuPlan, scratch: Path, static: StaticTarget | None
 ) -> dict[str, Any]:
-    return {"status": NOT_MEASURED, "planned": list(PLANNED)}
+    if settings.mode == "smoke":
+        return {"status": NOT_MEASURED, "planned": [f"python {WORKERS_SCRIPT.name} measures it"]}
+    figures_path = scratch / "workers.json"
+    command = [sys.executable, str(WORKERS_SCRIPT), "--json", str(figures_path)]
+    if settings.mode == "quick":
+        command.append("--quick")
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        return {"error": f"benchmarks/workers.py failed ({result.returncode}): {tail[0]}"}
+    return summary(json.loads(figures_path.read_text(encoding="utf-8")))
+
+
+def summary(figures: dict[str, Any]) -> dict[str, Any]:
+    """The rows of the report from ``workers.py``'s figures."""
+    rows: dict[str, Any] = {}
+    scale = figures["scaling"]
+    if "skipped" in scale:
+        rows["--workers scaling"] = f"skipped: {scale['skipped']}"
+    else:
+        one, two = scale["best"]["1"], scale["best"]["2"]
+        rows["extract --workers 1 / 2, rows/s (best round)"] = (
+            f"{one['rows_per_s']:,.0f} / {two['rows_per_s']:,.0f}: {scale['ratio_best']:.2f}x "
+            f"(per round: {', '.join(f'{r:.2f}' for r in scale['ratio_per_round'])})"
+        )
+        rows["client CPU per page, 1 / 2 workers"] = f"{one['cpu_us_per_page']:,.0f} / {two['cpu_us_per_page']:,.0f} µs"
+        rows["outputs identical"] = scale["identical_outputs"]
+        rows["speedup_2_workers"] = scale["ratio_best"]
+        dask = scale["dask"]
+        rows["Dask LocalCluster, 2 worker processes"] = (
+            f"skipped: {dask['skipped']}"
+            if "skipped" in dask
+            else f"{dask['rows_per_s']:,.0f} rows/s, identical to the CLI's: {dask['identical_to_cli']}"
+        )
+    for name, fidelity in figures["fidelity"].items():
+        rows[f"local shared budget, {name}"] = (
+            f"{fidelity['of_limit']:.3f} of {fidelity.get('limit', 10)}/s, {fidelity['429s']} x 429"
+        )
+    before, after = figures["load_average"]["before"], figures["load_average"]["after"]
+    rows["load average before / after (workers)"] = f"{before[0]:.2f} / {after[0]:.2f}"
+    return rows

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+import time
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
+import anyio
 
 from ..tokens import ClientCredentials
 from ..client import AmperityClient
 from ..extract import (
+    Connection,
     Durability,
+    ExtractStats,
+    FolderJob,
+    ListJob,
     Manifest,
     Plan,
     Resumption,
@@ -23,8 +31,11 @@ from ..extract import (
     parse_timestamp,
 )
 from ..extract.everything import MANIFEST_NAME
+from ..extract.processes import WorkerSetup, run_in_processes
+from ..extract.specs import combined
+from ..extract.windows import window_names
 from ..operations import REGISTRY, OperationInfo
-from .connection import client_from
+from .connection import budget_from, open_client, worker_budgets, worker_env
 from .failures import UsageError
 from .params import decode_arguments
 from .progress import Progress, summary_table
@@ -64,34 +75,71 @@ def _plan(op: OperationInfo, args: argparse.Namespace) -> Plan:
     return Plan.build(op, arguments.positional, arguments.params, args.max_items)
 
 
+def _splittable(op: OperationInfo, plan: Plan) -> bool:
+    """Whether the list has a time window given in full, which shards split."""
+    names = window_names(op, plan.params)
+    return names is not None and all(name in plan.params for name in names)
+
+
 async def cmd_extract(args: argparse.Namespace) -> int:
     op = operation_from(args.operation)
     to_stdout = args.out == "-"
-    if to_stdout and (args.resume or args.overwrite or args.shards > 1):
-        raise UsageError("--resume, --overwrite and --shards need --out FILE (a checkpoint is kept beside it)")
-    if args.shards > 1 and args.max_items is not None:
-        raise UsageError("--max-items cannot be combined with --shards")
+    shards = args.shards or 1
+    if to_stdout and (args.resume or args.overwrite or shards > 1 or args.workers > 1):
+        raise UsageError("--resume, --overwrite, --shards and --workers need --out FILE (a checkpoint is kept beside it)")
+    if (shards > 1 or args.workers > 1) and args.max_items is not None:
+        raise UsageError("--max-items cannot be combined with --shards or --workers")
     out = Path(args.out)
     if not to_stdout and out.is_dir():
         raise UsageError(f"--out {out} is a folder; extract writes one file (extract-all writes a folder)")
-    async with client_from(args) as client:
-        plan = _plan(op, args)
-        progress = Progress(client)
+    plan = _plan(op, args)
+    if args.workers > 1:
+        if _splittable(op, plan):
+            return await _extract_in_workers(args, op, plan, out, shards=args.shards or args.workers)
+        names = window_names(op, plan.params)
+        how = f"give --param {names[0]}=... and --param {names[1]}=... to split it" if names else "nothing splits it"
+        warnings.warn(f"{op.name} has no time window to split into shards ({how}); one worker reads it",
+                      UserWarning, stacklevel=1)
+    async with open_client(args, budget_from(args)) as client:
+        progress = Progress(lambda: client.stats)
         if to_stdout:
             await extract_to_stream(client, plan, sys.stdout.buffer, on_page=progress.tracker())
             progress.finish()
             return 0
-        if args.shards > 1:
+        if shards > 1:
             stats = await extract_sharded(
-                client, op, out, shards=args.shards, args=plan.args, params=plan.params, resume=args.resume,
+                client, op, out, shards=shards, args=plan.args, params=plan.params, resume=args.resume,
                 overwrite=args.overwrite, on_page=progress.tracker(),
             )
         else:
             durability = Durability(pages=args.sync_pages, seconds=args.sync_seconds)
-            how = Resumption(resume=args.resume, overwrite=args.overwrite, durability=durability)
-            stats = await extract_plan(client, plan, out, how, on_page=progress.tracker())
+            how_ = Resumption(resume=args.resume, overwrite=args.overwrite, durability=durability)
+            stats = await extract_plan(client, plan, out, how_, on_page=progress.tracker())
         progress.finish()
-        print(summary_table([stats], client), file=sys.stderr)
+        print(summary_table([stats], client.stats), file=sys.stderr)
+    return 0
+
+
+async def _extract_in_workers(args: argparse.Namespace, op: OperationInfo, plan: Plan, out: Path, *, shards: int) -> int:
+    """One list's window split into ``shards``, read by ``--workers`` processes on one budget,
+    merged into ``out`` by this process, which holds it locked meanwhile."""
+    async with worker_budgets(args) as (own, theirs), open_client(args, own) as client:
+        connection = Connection.of(client, max_retries=args.max_retries)
+        begin = functools.partial(
+            ListJob.begin, connection, op, out, shards=shards, params=plan.params, args=plan.args,
+            resume=args.resume, overwrite=args.overwrite,
+        )
+        with anyio.CancelScope(shield=True):  # a cancel now would drop the opened, locked output unclosed
+            job = await anyio.to_thread.run_sync(begin)
+        with job:
+            progress = Progress()
+            setup = WorkerSetup(theirs, worker_env(args), tracebacks=args.debug)
+            report = await run_in_processes(job.specs, workers=args.workers, setup=setup, on_page=progress.tracker())
+            merged = await anyio.to_thread.run_sync(job.finish, sum(s.pages for s in report.stats))
+            stats = ExtractStats(operation=op.name, target=str(out), rows=merged.rows, pages=merged.pages,
+                                 started=progress.started, finished=time.monotonic(), resumed=not job.specs)
+        progress.finish()
+        print(summary_table([stats], combined([client.stats, report.requests])), file=sys.stderr)
     return 0
 
 
@@ -108,14 +156,29 @@ async def cmd_extract_all(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; extract-all writes a folder of files")
     start, end = _window(args)
-    async with client_from(args) as client:
-        progress = Progress(client)
-        results = await extract_all(
-            client, out, resume=args.resume, overwrite=args.overwrite, window=(start, end),
-            on_page=progress.tracker(), limit=args.limit,
+    if args.workers == 1:
+        async with open_client(args, budget_from(args)) as client:
+            progress = Progress(lambda: client.stats)
+            results = await extract_all(
+                client, out, resume=args.resume, overwrite=args.overwrite, window=(start, end),
+                on_page=progress.tracker(), limit=args.limit,
+            )
+            progress.finish()
+            print(summary_table(results, client.stats))
+        return 0
+    async with worker_budgets(args) as (own, theirs), open_client(args, own) as client:
+        job = await FolderJob.begin(
+            client, out, resume=args.resume, overwrite=args.overwrite, window=(start, end), limit=args.limit,
+            connection=Connection.of(client, max_retries=args.max_retries),
         )
+        async with job:
+            progress = Progress()
+            setup = WorkerSetup(theirs, worker_env(args), tracebacks=args.debug)
+            report = await run_in_processes(job.specs, workers=args.workers, setup=setup, on_page=progress.tracker())
+            await job.finish()
         progress.finish()
-        print(summary_table(results, client))
+        results = sorted(report.stats, key=lambda s: s.target)
+        print(summary_table(results, combined([client.stats, report.requests])))
     return 0
 
 
@@ -155,12 +218,12 @@ async def cmd_demo(args: argparse.Namespace) -> int:
               file=sys.stderr)
         auth = ClientCredentials(config.client_id, config.client_secret)
         async with AmperityClient(tenant=config.tenant, auth=auth, base_url=tenant.base_url) as client:
-            progress = Progress(client)
+            progress = Progress(lambda: client.stats)
             results = await extract_all(
                 client, out, overwrite=replace, kind="demo", on_page=progress.tracker(), limit=args.limit
             )
             progress.finish()
-            print(summary_table(results, client))
+            print(summary_table(results, client.stats))
             print(f"\n{sum(r.rows for r in results):,} rows in {len(results)} files under {out}/ "
                   f"({client.refresher.fetch_count} token request(s))")
     return 0

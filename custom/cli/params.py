@@ -1,7 +1,7 @@
 """``--param KEY=VALUE`` strings into the generated function's argument types.
 
-The types are the real annotations of the operation's generated function (``typing.get_type_hints``),
-never guessed from their names: enums by value, timestamps (UTC when no offset is given), booleans,
+The types are those the operation's generated descriptor (``ENDPOINT.parameters``) declares, never
+guessed from their names: enums by value, timestamps (UTC when no offset is given), booleans,
 integers, and deepObject filter models given as ``filter=first_name:Daniel,city:Oslo`` or
 ``filter[first_name]=Daniel`` (repeatable).
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import inspect
 import re
 import types
 import typing
@@ -19,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from ..endpoints import Endpoint, Parameter
 from ..errors import ConfigurationError
 from ..extract import parse_timestamp
 from ..operations import OperationInfo
@@ -35,20 +35,19 @@ class Arguments:
     params: dict[str, Any]
 
 
-def _signature(op: OperationInfo) -> tuple[inspect.Signature, dict[str, Any]]:
-    function = op.load_module()._get_kwargs
-    return inspect.signature(function), typing.get_type_hints(function)
+def _keyword_parameters(op: OperationInfo) -> dict[str, Parameter]:
+    """The operation's non-path parameters by their generated argument names (``type_``, ``limit``)."""
+    endpoint: Endpoint[..., Any] = op.load_module().ENDPOINT
+    return {p.python_name: p for p in endpoint.parameters if p.location != "path"}
 
 
 def accepted_names(op: OperationInfo) -> list[str]:
-    signature, _ = _signature(op)
-    return [name.rstrip("_") for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY]
+    return [name.rstrip("_") for name in _keyword_parameters(op)]
 
 
 def decode_arguments(op: OperationInfo, pairs: Sequence[tuple[str, str]]) -> Arguments:
     """Path parameters by name (``--param id=idx-1``), everything else decoded by its type."""
-    signature, hints = _signature(op)
-    keyword = {name: p for name, p in signature.parameters.items() if p.kind is p.KEYWORD_ONLY}
+    keyword = _keyword_parameters(op)
     by_flag = {name.rstrip("_"): name for name in keyword}  # the generator appends _ to names like filter, type
     path_values: dict[str, str] = {}
     grouped: dict[str, list[tuple[str | None, str]]] = {}
@@ -66,7 +65,7 @@ def decode_arguments(op: OperationInfo, pairs: Sequence[tuple[str, str]]) -> Arg
     missing = [name for name in op.path_params if name not in path_values]
     if missing:
         raise ConfigurationError(f"{op.name} needs " + " ".join(f"--param {name}=..." for name in missing))
-    params = {name: _decode(op, name.rstrip("_"), hints[name], values) for name, values in grouped.items()}
+    params = {name: _decode(op, name.rstrip("_"), keyword[name].type, values) for name, values in grouped.items()}
     return Arguments(tuple(path_values[name] for name in op.path_params), params)
 
 

@@ -65,6 +65,11 @@ def _add_output_mode(parser: argparse.ArgumentParser, what: str) -> None:
     mode.add_argument("--overwrite", action="store_true", help=f"start over, replacing the rows already in {what}")
 
 
+def _add_workers(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--workers", type=_positive, default=1, metavar="N",
+                        help=f"worker processes sharing {what}, on one rate budget (default %(default)s)")
+
+
 def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("tenant and credentials (flags win over the environment)")
     group.add_argument("--tenant", help="tenant ID (AMPERITY_TENANT)")
@@ -75,7 +80,15 @@ def _add_connection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--api-version", help=f"control-plane api-version (default {REGISTRY.default_version(CONTROL_PLANE)})")
     group.add_argument("--profile-api-version", help=f"Profile API api-version (default {REGISTRY.default_version(PROFILE)})")
     group.add_argument("--max-retries", type=_non_negative, default=5, help="retries per request (default %(default)s)")
+    group.add_argument("--control-plane-rate", metavar="RATE",
+                       help="control-plane requests/s, or 'unlimited', for a tenant whose limit Amperity raised "
+                            "(AMPERITY_CONTROL_PLANE_RATE; default the documented 10)")
+    group.add_argument("--profile-rate", metavar="RATE",
+                       help="Profile API requests/s, or 'unlimited' (AMPERITY_PROFILE_RATE; default the documented 2000)")
     group.add_argument("--redis-url", help="share the rate budget through Redis (AMPERITY_REDIS_URL)")
+    group.add_argument("--parent-tenant", metavar="TENANT",
+                       help="for a sandbox: the production tenant whose Profile API budget it shares in Redis "
+                            "(AMPERITY_PARENT_TENANT)")
     group.add_argument("--expected-workers", type=_positive, default=1,
                        help="workers sharing the Redis budget (for the local fallback's share)")
     group.add_argument("--redis-unavailable", choices=("raise", "local"), default="raise",
@@ -96,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--limit", type=_positive, help="items per page (the API's limit parameter)")
     extract.add_argument("--max-items", type=_positive, help="stop after this many items")
     _add_output_mode(extract, "--out")
-    extract.add_argument("--shards", type=_positive, default=1,
-                         help="split the time window into N shards extracted concurrently")
+    extract.add_argument("--shards", type=_positive,
+                         help="split the time window into N shards extracted concurrently (default: --workers)")
+    _add_workers(extract, "the time window's shards (a list without a window is read by one)")
     _add_durability_flags(extract)
     _add_connection_flags(extract)
     _add_debug(extract)
@@ -106,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     everything.add_argument("--out", default="out", help="output folder (default %(default)s)")
     _add_output_mode(everything, "the folder")
     everything.add_argument("--limit", type=_positive, help="items per page")
+    _add_workers(everything, "the files (each list, and each index's profiles, is one)")
     everything.add_argument("--from", dest="window_from",
                             help="start of required time windows (default: as documented, e.g. 7 days back, else all history)")
     everything.add_argument("--to", dest="window_to",

@@ -9,8 +9,8 @@ from typing import TextIO
 
 import attrs
 
-from ..client import AmperityClient
 from ..extract import ExtractStats
+from ..transport import RequestCounts, TransportStats
 
 
 def _stderr() -> TextIO:
@@ -19,9 +19,12 @@ def _stderr() -> TextIO:
 
 @attrs.define
 class Progress:
-    """A one-line progress display on stderr (only on a terminal), refreshed at most twice a second."""
+    """A one-line progress display on stderr (only on a terminal), refreshed at most twice a second.
 
-    client: AmperityClient
+    ``requests``: the counters to show (the client's), or None where they are not known as the
+    run goes (worker processes report theirs at the end)."""
+
+    requests: Callable[[], RequestCounts] | None = None
     stream: TextIO = attrs.field(factory=_stderr)
     started: float = attrs.field(factory=time.monotonic)
     _last: float = 0.0
@@ -37,8 +40,10 @@ class Progress:
             self.stream.flush()
 
     def line(self) -> str:
-        stats = self.client.stats
         elapsed = max(time.monotonic() - self.started, 1e-9)
+        if self.requests is None:
+            return f"{self.rows:,} items, {self.pages:,} pages, {self.pages / elapsed:,.1f} pages/s, {elapsed:,.1f}s"
+        stats = self.requests()
         return (
             f"{self.rows:,} items, {self.pages:,} pages, {stats.requests / elapsed:,.1f} req/s, "
             f"{stats.retries} retries, {stats.rate_limited} 429s, {elapsed:,.1f}s"
@@ -60,13 +65,14 @@ class Progress:
             self.stream.flush()
 
 
-def summary_table(rows: Sequence[ExtractStats], client: AmperityClient) -> str:
-    """Per operation (its files added up): rows, pages, seconds, requests/s, retries, 429s."""
+def summary_table(rows: Sequence[ExtractStats], total: TransportStats) -> str:
+    """Per operation (its files added up): rows, pages, seconds, requests/s, retries, 429s;
+    ``total``: the request counters of every client that did the work."""
     header = ("operation", "files", "rows", "pages", "seconds", "req/s", "retries", "429s")
     grouped: dict[str, list[ExtractStats]] = {}
     for stat in rows:
         grouped.setdefault(stat.operation, []).append(stat)
-    per_op = client.stats.by_operation
+    per_op = total.by_operation
     lines = [header]
     for name, stats in sorted(grouped.items()):
         counters = per_op.get(name)
@@ -77,7 +83,6 @@ def summary_table(rows: Sequence[ExtractStats], client: AmperityClient) -> str:
             f"{seconds:.2f}", f"{requests / seconds:.1f}",
             str(counters.retries if counters else 0), str(counters.rate_limited if counters else 0),
         ))
-    total = client.stats
     wall = max((s.seconds for s in rows), default=0.0)
     lines.append((
         "total", str(len(rows)), f"{sum(s.rows for s in rows):,}", f"{sum(s.pages for s in rows):,}", f"{wall:.2f}",

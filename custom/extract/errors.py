@@ -40,3 +40,11 @@ class OutputError(ExtractionError):
         self.errno = error.errno
         reason = error.strerror or str(error)
         super().__init__(f"cannot {action} {path}: {reason}")
+
+
+class WorkerError(ExtractionError):
+    """A worker process failed, was killed or exited early; the message names it and its reason."""
+
+
+class WorkerInputError(ExtractionInputError):
+    """A worker process refused its shards as bad input (a checkpoint of another run, a missing credential)."""

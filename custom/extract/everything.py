@@ -26,11 +26,13 @@ from ..client import AmperityClient
 from ..errors import ConfigurationError
 from ..operations import OperationInfo
 from .checkpoint import FORMAT, Cursor, RecordReader, checkpoint_path
+from .connection import Connection
 from .errors import CheckpointError, OutputExistsError
-from .files import ExtractStats, ProgressHook, extract_plan, file_size
-from .journal import Resumption, new_run_id
+from .files import ExtractStats, ProgressHook, file_size
+from .journal import new_run_id
 from .output import FolderLock, remove, write_atomically
 from .plan import Plan
+from .specs import ShardSpec, run_concurrently
 from .walk import Batch, walk
 from .windows import Window, documented_window, format_timestamp, parse_timestamp, required_windows
 
@@ -180,6 +182,125 @@ def extractable(client: AmperityClient) -> list[OperationInfo]:
     ]
 
 
+class FolderJob:
+    """Every list of a tenant into one folder, planned and finished by the process holding the folder.
+
+    ``async with await FolderJob.begin(client, out_dir, ...) as job``: the folder is locked, its
+    manifest read or written, the parent lists' items (e.g. the indexes) found, and every output
+    checked (or, with ``overwrite``, removed) before ``job.specs`` are handed out: one spec per
+    output, to run anywhere with ``run_shard``. ``await job.finish()`` marks the run done.
+    """
+
+    def __init__(self, lock: FolderLock, book: _ManifestBook, specs: tuple[ShardSpec, ...]) -> None:
+        self._lock = lock
+        self._book = book
+        self.specs = specs
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._book.manifest
+
+    @classmethod
+    async def begin(
+        cls,
+        client: AmperityClient,
+        out_dir: Path,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        window: tuple[datetime | None, datetime | None] | None = None,
+        limit: int | None = None,
+        kind: str = "extract-all",
+        now: datetime | None = None,
+        connection: Connection | None = None,
+    ) -> FolderJob:
+        """``client`` reads the parent lists; ``connection`` (default: the client's) goes into the
+        specs, for the workers to build their own clients from."""
+        if resume and overwrite:
+            raise ConfigurationError("resume and overwrite exclude each other")
+        connection = connection or Connection.of(client)
+        difference = connection.difference(client)
+        if difference is not None:
+            raise ConfigurationError(f"the connection for the workers differs from the client: {difference}")
+        out_dir = Path(out_dir)
+        start, end = window or (None, None)
+        wanted = Manifest(
+            run=new_run_id(), kind=kind, tenant=client.tenant, base_url=client.base_url,
+            api_versions=dict(client.api_versions), started=(now or datetime.now(UTC)).astimezone(UTC),
+            window_from=start, window_to=end, limit=limit,
+        )
+        usable = extractable(client)
+        lock = FolderLock(out_dir)
+        try:
+            manifest = await anyio.to_thread.run_sync(
+                functools.partial(_begin, out_dir, wanted, resume=resume, overwrite=overwrite)
+            )
+            targets, children = await _targets(client, usable, manifest)
+            names = [name for _, name, _ in targets]
+            if not resume:
+                await anyio.to_thread.run_sync(_clear_targets, out_dir, names, overwrite)
+            # Written only now: a refused run leaves the folder's manifest as it was.
+            book = _ManifestBook(out_dir, manifest)
+            await book.update(children=children, files=tuple(dict.fromkeys([*manifest.files, *names])))
+            specs = tuple(
+                ShardSpec(connection, op.name, out_dir / name, book.manifest.run, tuple(args),
+                          book.manifest.params_for(op))
+                for op, name, args in targets
+            )
+        except BaseException:
+            lock.__exit__(None, None, None)
+            raise
+        return cls(lock, book, specs)
+
+    async def finish(self) -> None:
+        """Every spec is extracted: the manifest says the run is done."""
+        await self._book.update(done=True)
+
+    async def __aenter__(self) -> FolderJob:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.__exit__(None, None, None)
+
+
+Target = tuple[OperationInfo, str, tuple[str, ...]]
+"""An output of the run: the list, the file name, the list's arguments (a parent item's id)."""
+
+
+async def _targets(
+    client: AmperityClient, usable: Sequence[OperationInfo], manifest: Manifest
+) -> tuple[list[Target], dict[str, tuple[str, ...]]]:
+    """Every output of the run: each top-level list, and each child list of every parent item;
+    and the parent items per child list (read once and kept in the manifest, so a resume reads
+    the same ones)."""
+    targets: list[Target] = []
+    children = dict(manifest.children)
+    for op in usable:
+        if not op.path_params:
+            targets.append((op, f"{op.name}.jsonl", ()))
+            continue
+        parent = _parent_list(op, usable)
+        if parent is None or len(op.path_params) != 1:
+            continue
+        known = children.get(op.name)
+        if known is None:
+            known = children[op.name] = tuple(await _parent_ids(client, parent, manifest.params_for(parent)))
+        targets.extend((op, f"{op.name}-{_safe_name(ident)}.jsonl", (ident,)) for ident in known)
+    return targets, children
+
+
+def _clear_targets(folder: Path, names: Sequence[str], overwrite: bool) -> None:
+    """Before a fresh run: outputs holding rows are refused (or, with ``overwrite``, removed), and
+    checkpoints of empty outputs, which no resume could use, go."""
+    for name in names:
+        target = folder / name
+        if file_size(target) and not overwrite:
+            raise OutputExistsError(f"{target} already holds rows; pass --resume to continue or --overwrite to start over")
+        if overwrite:
+            remove(target)
+        remove(checkpoint_path(target))
+
+
 async def extract_all(
     client: AmperityClient,
     out_dir: Path,
@@ -195,49 +316,12 @@ async def extract_all(
     """Every list operation (and every child list of each item of its parent list) concurrently,
     one JSON Lines file each. ``window`` bounds the lists that require a time window (either side
     may be None: the documented default then applies); ``now`` is when those defaults end."""
-    if resume and overwrite:
-        raise ConfigurationError("resume and overwrite exclude each other")
-    out_dir = Path(out_dir)
-    start, end = window or (None, None)
-    wanted = Manifest(
-        run=new_run_id(), kind=kind, tenant=client.tenant, base_url=client.base_url,
-        api_versions=dict(client.api_versions), started=(now or datetime.now(UTC)).astimezone(UTC),
-        window_from=start, window_to=end, limit=limit,
+    job = await FolderJob.begin(
+        client, out_dir, resume=resume, overwrite=overwrite, window=window, limit=limit, kind=kind, now=now
     )
-    usable = extractable(client)
-    results: list[ExtractStats] = []
-    with FolderLock(out_dir):
-        manifest = await anyio.to_thread.run_sync(
-            functools.partial(_begin, out_dir, wanted, usable, resume=resume, overwrite=overwrite)
-        )
-        book = _ManifestBook(out_dir, manifest)
-        await book.update()
-        how = Resumption(resume=resume, overwrite=overwrite, run=manifest.run)
-
-        async def one(op: OperationInfo, name: str, args: Sequence[Any] = ()) -> None:
-            stats = ExtractStats(operation=op.name, target=str(out_dir / name))
-            results.append(stats)
-            await book.add_file(name)
-            plan = Plan.build(op, args, book.manifest.params_for(op))
-            await extract_plan(client, plan, out_dir / name, how, stats=stats, on_page=on_page)
-
-        async def children(parent: OperationInfo, child: OperationInfo) -> None:
-            known = book.manifest.children.get(child.name)
-            if known is None:
-                known = tuple(await _parent_ids(client, parent, book.manifest.params_for(parent)))
-                await book.update(children={**book.manifest.children, child.name: known})
-            for ident in known:
-                tg.start_soon(one, child, f"{child.name}-{_safe_name(ident)}.jsonl", [ident])
-
-        async with anyio.create_task_group() as tg:
-            for op in usable:
-                if not op.path_params:
-                    tg.start_soon(one, op, f"{op.name}.jsonl")
-                    continue
-                parent = _parent_list(op, usable)
-                if parent is not None and len(op.path_params) == 1:
-                    tg.start_soon(children, parent, op)
-        await book.update(done=True)
+    async with job:
+        results = await run_concurrently(job.specs, client, on_page=on_page)
+        await job.finish()
     results.sort(key=lambda s: s.target)
     return results
 
@@ -258,9 +342,7 @@ async def _parent_ids(client: AmperityClient, parent: OperationInfo, params: Map
     return list(ids)
 
 
-def _begin(
-    folder: Path, wanted: Manifest, usable: Sequence[OperationInfo], *, resume: bool, overwrite: bool
-) -> Manifest:
+def _begin(folder: Path, wanted: Manifest, *, resume: bool, overwrite: bool) -> Manifest:
     """The manifest this run goes on with, after checking (or clearing) what the folder holds."""
     stored = Manifest.load(folder)
     if resume and stored is not None:
@@ -279,11 +361,4 @@ def _begin(
         for name in stored.files:  # only what that run wrote: the folder may hold other files
             remove(checkpoint_path(folder / name))
             remove(folder / name)
-    if not overwrite:
-        for op in usable:
-            target = folder / f"{op.name}.jsonl"
-            if not op.path_params and file_size(target) and not resume:
-                raise OutputExistsError(
-                    f"{target} already holds rows; pass --resume to continue or --overwrite to start over"
-                )
     return wanted

@@ -20,6 +20,7 @@ from ..errors import ConfigurationError
 from ..operations import OperationInfo
 from .boundaries import BoundaryGuard, timestamp_field
 from .checkpoint import Cursor, Source
+from .connection import Connection
 from .windows import Window, format_timestamp, window_in, window_names
 
 
@@ -83,11 +84,12 @@ class Plan:
         window = self.windows[step]
         return {**self.params, low: window.start, high: window.end}
 
-    def source(self, client: AmperityClient, *, shards: int | None = None) -> Source:
+    def source(self, where: AmperityClient | Connection, *, shards: int | None = None) -> Source:
+        """What this plan reads from the tenant ``where`` (a client or a worker's connection) names."""
         return Source(
-            tenant=client.tenant,
-            base_url=client.base_url,
-            api_version=client.api_versions.get(self.op.api, ""),
+            tenant=where.tenant,
+            base_url=where.base_url,
+            api_version=dict(where.api_versions).get(self.op.api, ""),
             operation=self.op.operation_id,
             args=tuple(str(a) for a in self.args),
             params=canonical(self.params),

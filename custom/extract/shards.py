@@ -1,4 +1,5 @@
-"""One list split by time window into shards read concurrently, then merged into one output.
+"""One list split by time window into shards, read concurrently (here, or by worker processes
+or a cluster: ``ListJob``), then merged into one output.
 
 Each shard is an ordinary checkpointed output beside the target (``<out>.shard<i>``), bound to the
 target's run, so a resume never mixes shards of two runs. The target is derived from the shards:
@@ -21,11 +22,14 @@ from ..client import AmperityClient
 from ..errors import ConfigurationError
 from ..operations import OperationInfo
 from .boundaries import BoundaryGuard, timestamp_field
-from .files import ExtractStats, ProgressHook, extract_plan
-from .journal import Journal, Resumption
+from .checkpoint import Position
+from .connection import Connection
 from .errors import OutputError, OutputExistsError
+from .files import ExtractStats, ProgressHook
+from .journal import Journal, Resumption
 from .output import remove, sync_folder
 from .plan import Plan
+from .specs import ShardSpec, run_shard
 from .windows import Window, window_in, window_names
 
 
@@ -42,6 +46,80 @@ def _shard_files(out: Path) -> list[Path]:
         return []
 
 
+class ListJob:
+    """One list split by time window, planned and finished by the process that holds its target.
+
+    ``with ListJob.begin(...) as job``: the target is locked and checked (or its leftovers
+    cleared) for as long as the block runs; ``job.specs`` are the shards still to extract (none
+    once the target is done), to run anywhere with ``run_shard``; ``job.finish(pages)`` merges
+    them into the target in window order and removes them. Blocking: call it from a thread in
+    async code.
+    """
+
+    def __init__(self, journal: Journal, op: OperationInfo, low: str, windows: Sequence[Window],
+                 specs: tuple[ShardSpec, ...]) -> None:
+        self._journal = journal
+        self._op = op
+        self._low = low
+        self._windows = tuple(windows)
+        self.specs = specs
+
+    @classmethod
+    def begin(
+        cls,
+        connection: Connection,
+        op: OperationInfo,
+        out: Path,
+        *,
+        shards: int,
+        params: Mapping[str, Any],
+        args: Sequence[Any] = (),
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> ListJob:
+        names = window_names(op, params)
+        if names is None:
+            raise ConfigurationError(f"{op.name} has no time-window filter to shard on (--shards needs one)")
+        windows = window_in(op, params, names).split(shards)
+        whole = Plan.build(op, args, params)
+        how = Resumption(resume=resume, overwrite=overwrite, rebuildable=True)
+        before_start = functools.partial(_clear_old_shards, out, overwrite)
+        journal = Journal.begin(out, whole.source(connection, shards=shards), how, before_start=before_start)
+        low, high = names
+        specs = () if journal.position.cursor.done else tuple(
+            ShardSpec(connection, op.name, shard_path(out, i), journal.run, tuple(args),
+                      {**params, low: window.start, high: window.end})
+            for i, window in enumerate(windows)
+        )
+        return cls(journal, op, low, windows, specs)
+
+    @property
+    def target(self) -> Path:
+        return self._journal.path
+
+    @property
+    def position(self) -> Position:
+        """What the target holds (all of it once ``finish`` returned)."""
+        return self._journal.position
+
+    def finish(self, pages: int) -> Position:
+        """Merge the shards (all extracted; ``pages`` they took in all) into the target, then remove them."""
+        if not self._journal.position.cursor.done:
+            parts = [spec.out for spec in self.specs]
+            self._journal.rebuild(_merged_lines(self._op, self._low, self._windows, parts), pages)
+        _remove_shards(self.target)  # still under the lock
+        return self._journal.position
+
+    def close(self) -> None:
+        self._journal.close()
+
+    def __enter__(self) -> ListJob:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 async def extract_sharded(
     client: AmperityClient,
     op: OperationInfo,
@@ -56,61 +134,30 @@ async def extract_sharded(
     on_page: ProgressHook | None = None,
 ) -> ExtractStats:
     """Split the time window into ``shards`` windows, extract them concurrently, merge them in order."""
-    names = window_names(op, params)
-    if names is None:
-        raise ConfigurationError(f"{op.name} has no time-window filter to shard on (--shards needs one)")
-    windows = window_in(op, params, names).split(shards)
-    whole = Plan.build(op, args, params)
-    parts = [shard_path(out, i) for i in range(len(windows))]
     stats = stats or ExtractStats(operation=op.name, target=str(out))
-    how = Resumption(resume=resume, overwrite=overwrite, rebuildable=True)
-    before_start = functools.partial(_clear_old_shards, out, overwrite)
+    begin = functools.partial(
+        ListJob.begin, Connection.of(client), op, out, shards=shards, params=params, args=args, resume=resume,
+        overwrite=overwrite,
+    )
     with anyio.CancelScope(shield=True):  # a cancel now would drop the opened, locked output unclosed
-        journal = await anyio.to_thread.run_sync(
-            functools.partial(Journal.begin, out, whole.source(client, shards=shards), how, before_start=before_start)
-        )
-    with journal:
-        if not journal.position.cursor.done:
-            shard_stats = await _extract_shards(client, whole, names, windows, parts, journal.run, resume, stats, on_page)
-            merged = await anyio.to_thread.run_sync(
-                journal.rebuild, _merged_lines(op, names[0], windows, parts), sum(s.pages for s in shard_stats)
-            )
-            stats.resumed = any(s.resumed for s in shard_stats)
-        else:
-            merged = journal.position
-            stats.resumed = True
+        job = await anyio.to_thread.run_sync(begin)
+    with job:
+        shard_stats = [ExtractStats(operation=op.name, target=str(spec.out)) for spec in job.specs]
+
+        def progress(_: ExtractStats) -> None:
+            stats.rows = sum(s.rows for s in shard_stats)
+            stats.pages = sum(s.pages for s in shard_stats)
+            if on_page is not None:
+                on_page(stats)
+
+        async with anyio.create_task_group() as tg:
+            for spec, part_stats in zip(job.specs, shard_stats, strict=True):
+                tg.start_soon(functools.partial(run_shard, spec, client, stats=part_stats, on_page=progress))
+        merged = await anyio.to_thread.run_sync(job.finish, sum(s.pages for s in shard_stats))
+        stats.resumed = not job.specs or any(s.resumed for s in shard_stats)
         stats.rows, stats.pages = merged.rows, merged.pages
-        await anyio.to_thread.run_sync(_remove_shards, out)  # still under the lock
     stats.finished = time.monotonic()
     return stats
-
-
-async def _extract_shards(
-    client: AmperityClient,
-    whole: Plan,
-    names: tuple[str, str],
-    windows: Sequence[Window],
-    parts: Sequence[Path],
-    run: str,
-    resume: bool,
-    stats: ExtractStats,
-    on_page: ProgressHook | None,
-) -> list[ExtractStats]:
-    low, high = names
-    shard_stats = [ExtractStats(operation=whole.op.name, target=str(p)) for p in parts]
-
-    def progress(_: ExtractStats) -> None:
-        stats.rows = sum(s.rows for s in shard_stats)
-        stats.pages = sum(s.pages for s in shard_stats)
-        if on_page is not None:
-            on_page(stats)
-
-    async with anyio.create_task_group() as tg:
-        for window, part, part_stats in zip(windows, parts, shard_stats, strict=True):
-            plan = Plan.build(whole.op, whole.args, {**whole.params, low: window.start, high: window.end})
-            how = Resumption(resume=resume, run=run)
-            tg.start_soon(functools.partial(extract_plan, client, plan, part, how, stats=part_stats, on_page=progress))
-    return shard_stats
 
 
 def _merged_lines(op: OperationInfo, low: str, windows: Sequence[Window], parts: Sequence[Path]) -> Iterator[bytes]:

@@ -26,12 +26,15 @@ from .data import Collection, CollectionModel, Dataset
 from .faults import DROP, ISSUER_TOKEN, OAUTH_TOKEN, FaultInjector, FaultPlan
 from .limits import WindowLimiter
 from .pages import build_page, facet_values
+from .profile_store import ProfileStore
 from .shaping import Shape, item_shape, view_fields
-from .spec import ACTION, CREATE, GET, LIST, Operation, TenantSpec
+from .spec import ACTION, CREATE, GET, LIST, STORE, Operation, TenantSpec
+from .store_routes import StoreRoutes
 from .tokens import TokenAuthority
 from .wire import AlreadySent, Wire
 
 API_PREFIX = "/api"
+"""The control-plane API's base path, under which the token endpoints (not in the spec) live."""
 _JSON = "application/json"
 _STOP_VERBS = ("stop", "cancel", "abort")
 _NOT_UTF8 = b"\xff\xfe\xc3("
@@ -123,14 +126,13 @@ class TenantApp:
         self._singletons: dict[str, Collection] = {}
         self.stats = Stats()
         self.faults = FaultInjector(config)
+        rates = {"profile": config.profile_rate, "realtime": config.realtime_rate}
         self.limiters = {
-            api: WindowLimiter(
-                config.profile_rate if api == "profile" else config.control_plane_rate,
-                config.rate_window,
-                config.clock,
-            )
+            api: WindowLimiter(rates.get(api, config.control_plane_rate), config.rate_window, config.clock)
             for api in self.spec.api_versions
         }
+        self.profile_store = ProfileStore(config)
+        self.store_routes = StoreRoutes(self.spec, self.profile_store, config, self.cursors)
         self.pages = PageCache(256 * 1024 * 1024)
         self.wire = Wire()
         self._routes: dict[tuple[str, str], tuple[Operation | None, tuple[str, ...], tuple[str, ...]]] = {}
@@ -158,7 +160,9 @@ class TenantApp:
         app.router.add_get("/_fake/stats", self.fake_stats)
         app.router.add_post("/_fake/revoke", self.fake_revoke)
         app.router.add_get("/_fake/facets", self.fake_facets)
-        app.router.add_route("*", API_PREFIX + "/{tail:.*}", self.api)
+        # Each API's paths under its own base path, as the spec writes them (/api/..., /prof/...).
+        for base in sorted(set(self.spec.base_paths.values())):
+            app.router.add_route("*", base + "/{tail:.*}", self.api)
         return app
 
     # -- responses -------------------------------------------------------------------------------
@@ -343,12 +347,12 @@ class TenantApp:
         return found
 
     async def api(self, request: web.Request) -> web.StreamResponse:
-        relative = request.path[len(API_PREFIX) :] or "/"
-        op, values, allowed = self._match(request.method, relative)
+        path = request.path
+        op, values, allowed = self._match(request.method, path)
         if op is None:
             if allowed:
-                return self._wrong_method(request, relative, allowed)
-            return self.error(404, f"no operation at {request.method} {relative}", request=request)
+                return self._wrong_method(request, path, allowed)
+            return self.error(404, f"no operation at {request.method} {path}", request=request)
         answer = await self._answer(request, op, values)
         return await self._deliver(request, op.operation_id, answer)
 
@@ -375,19 +379,10 @@ class TenantApp:
             return refuse(400, "the amperity-tenant header is required")
         if tenant != self.config.tenant:
             return refuse(401, f"the access token is not valid for tenant {tenant!r}")
-        version = request.headers.get("api-version")
-        supported = self.spec.api_versions.get(op.api, ())
-        if not version:
-            return refuse(400, f"the api-version header is required (supported: {', '.join(supported)})")
-        if version not in supported:
-            return refuse(
-                400,
-                f"unsupported api-version {version!r} for the {op.api} API (supported: {', '.join(supported)})",
-            )
-        if op.stability != "stable" and version != op.stability:
-            return refuse(
-                400, f"{op.method} {op.path} exists only in api-version {op.stability!r}, not {version!r}"
-            )
+        if op.version_header:
+            problem = self._version_problem(op, request.headers.get("api-version"))
+            if problem is not None:
+                return refuse(400, problem)
         if self.config.rate_limits and not self.limiters[op.api].allow():
             stats.rate_limited += 1
             return refuse(429, f"rate limit exceeded for the {op.api} API")
@@ -404,15 +399,36 @@ class TenantApp:
             if outcome is not None:
                 stats.injected_errors += 1
                 return refuse(int(outcome), "injected fault: the service is temporarily unavailable")
+        scripted = self.plan.scripted_failure(op.operation_id)
+        if scripted is not None:
+            stats.injected_errors += 1
+            return refuse(scripted, f"injected fault: {op.operation_id} answers {scripted} (fail_first)")
         try:
             return await self._operate(request, op, values)
         except RequestError as exc:
             return refuse(exc.status, exc.message)
 
+    def _version_problem(self, op: Operation, version: str | None) -> str | None:
+        supported = self.spec.api_versions.get(op.api, ())
+        if not version:
+            return f"the api-version header is required (supported: {', '.join(supported)})"
+        if version not in supported:
+            listed = ", ".join(supported)
+            return f"unsupported api-version {version!r} for the {op.api} API (supported: {listed})"
+        if op.stability != "stable" and version != op.stability:
+            return f"{op.method} {op.path} exists only in api-version {op.stability!r}, not {version!r}"
+        return None
+
     async def _operate(self, request: web.Request, op: Operation, values: tuple[str, ...]) -> web.Response:
         if op.role == LIST:
             return self._list(request, op, values)
-        plain, _ = read_query(op, list(request.query.items()))
+        plain, objects = read_query(op, list(request.query.items()))
+        if op.role == STORE:
+            answer = await self.store_routes.answer(request, op, values, plain, objects)
+            if answer.body is None:
+                self.stats.by_status[answer.status] += 1
+                return web.Response(status=answer.status, headers={**self._extra_headers, **answer.headers})
+            return self._item(op, plain, answer.body, answer.headers)
         if op.role in (GET, ACTION):
             assert op.collection is not None
             collection = self.dataset.collection(op.collection, values[:-1])
@@ -472,9 +488,11 @@ class TenantApp:
             fields=view_fields(op, plain) if self.config.views else None,
         )
 
-    def _item(self, op: Operation, plain: Mapping[str, str], item: Any) -> web.Response:
+    def _item(
+        self, op: Operation, plain: Mapping[str, str], item: Any, headers: Mapping[str, str] | None = None
+    ) -> web.Response:
         shape = self._shape(op, op.response_schema or {}, plain) if isinstance(item, dict) else None
-        return self._json(op.success_status, orjson.dumps(item if shape is None else shape(item)))
+        return self._json(op.success_status, orjson.dumps(item if shape is None else shape(item)), headers)
 
     async def _check_body(self, request: web.Request, op: Operation) -> None:
         if op.request_schema is None:

@@ -40,9 +40,15 @@ def parse_datetime_ms(name: str, text: str) -> int:
 def read_query(
     op: Operation, pairs: Sequence[tuple[str, str]]
 ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """(plain parameters, deepObject parameters) of a request; unknown, repeated or missing ones refused."""
+    """(plain parameters, object parameters) of a request; unknown, repeated or missing ones refused.
+
+    An object parameter is sent as ``name[member]=value`` pairs (deepObject) or, where its schema says
+    form style, as parameters of their own: every parameter the operation does not declare is then an
+    entry of it (a lookup's ``email=...``).
+    """
     plain: dict[str, str] = {}
     deep: dict[str, dict[str, str]] = {}
+    spread = op.form_object
     for key, value in pairs:
         bracket = key.find("[")
         if bracket > 0 and key.endswith("]"):
@@ -58,6 +64,12 @@ def read_query(
         param = op.query.get(key)
         if param is None and key == "next_token" and op.role == LIST and not op.cursor_usable:
             continue  # the answer carries one; like upstream, a list without a usable cursor ignores it
+        if spread is not None and (param is None or param.form_object):
+            entries = deep.setdefault(spread, {})
+            if key in entries:
+                raise RequestError(f"query parameter {key!r} is given more than once")
+            entries[key] = value
+            continue
         if param is None or param.deep_object:
             raise RequestError(_unknown(op, key))
         if key in plain:
@@ -65,6 +77,11 @@ def read_query(
         plain[key] = value
     for name, param in op.query.items():
         if param.required and name not in plain and name not in deep:
+            if param.form_object:
+                raise RequestError(
+                    f"{op.method} {op.path} needs at least one entry of {name!r}, each sent as a query "
+                    f"parameter of its own (such as email=...)"
+                )
             raise RequestError(f"query parameter {name!r} is required by {op.method} {op.path}")
     for name, value in plain.items():
         check_scalar(name, op.query[name].schema, value)
@@ -72,7 +89,10 @@ def read_query(
 
 
 def _unknown(op: Operation, key: str) -> str:
-    accepted = ", ".join(f"{n}[...]" if p.deep_object else n for n, p in op.query.items()) or "none"
+    accepted = ", ".join(
+        f"{n}[...]" if p.deep_object else n for n, p in op.query.items() if not p.form_object
+    )
+    accepted = accepted or "none"
     return f"unknown query parameter {key!r} for {op.method} {op.path} (accepted: {accepted})"
 
 

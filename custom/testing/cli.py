@@ -58,7 +58,8 @@ def config_from_args(args: argparse.Namespace) -> FakeTenantConfig:
 def describe(tenant: FakeTenant) -> str:
     c = tenant.config
     limits = (
-        f"{c.control_plane_rate}/s control plane, {c.profile_rate}/s Profile API ({c.rate_window} window)"
+        f"{c.control_plane_rate}/s control plane, {c.profile_rate}/s Profile API, "
+        f"{c.realtime_rate}/s Real-time API ({c.rate_window} window)"
         if c.rate_limits
         else "off"
     )

@@ -150,6 +150,65 @@ def _rates_by_operation(value: Mapping[str, float] | str) -> dict[str, float]:
     return rates
 
 
+def _statuses_first(value: Mapping[str, Any] | str) -> dict[str, tuple[int, int]]:
+    """``OPERATION=STATUSxCOUNT`` pairs: the first COUNT requests of the operation answer STATUS."""
+    chosen: dict[str, tuple[int, int]] = {}
+    for name, given in _items(value, "fail_first", "STATUSxCOUNT"):
+        if isinstance(given, str):
+            status_text, _, count_text = given.lower().partition("x")
+            parsed = (
+                (int(status_text), int(count_text or "1"))
+                if status_text.isdigit() and (count_text or "1").isdigit()
+                else None
+            )
+        elif isinstance(given, tuple | list) and len(given) == 2:
+            parsed = (given[0], given[1])
+        else:
+            parsed = None
+        if (
+            parsed is None
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in parsed)
+            or not 400 <= parsed[0] <= 599
+            or parsed[1] < 1
+        ):
+            raise ConfigurationError(
+                f"fail_first[{name!r}] must be an error status and a count, STATUSxCOUNT such as 503x2, "
+                f"got {given!r}"
+            )
+        chosen[name] = (int(parsed[0]), int(parsed[1]))
+    return chosen
+
+
+def _names_list(value: str | Iterable[str]) -> tuple[str, ...]:
+    """Names from a comma-separated flag or any collection of names, in order, each once."""
+    names = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(dict.fromkeys(str(name).strip() for name in names if str(name).strip()))
+
+
+def _non_empty_names(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise ConfigurationError(f"fake tenant setting {attribute.name} needs at least one name")
+
+
+def _streams(value: Mapping[str, str] | str) -> dict[str, str]:
+    """``STREAM=COLLECTION`` pairs: the profile collection each event stream feeds."""
+    return {name: str(collection) for name, collection in _items(value, "event_streams", "COLLECTION")}
+
+
+def _segments(value: Mapping[str, str] | str) -> dict[str, tuple[str, str]]:
+    """``SEGMENT=ATTRIBUTE=VALUE`` pairs: a real-time segment holds the profiles with that attribute value."""
+    segments: dict[str, tuple[str, str]] = {}
+    for name, rule in _items(value, "realtime_segments", "ATTRIBUTE=VALUE"):
+        if isinstance(rule, tuple | list) and len(rule) == 2:
+            attribute, member_value = str(rule[0]), str(rule[1])
+        else:
+            attribute, _, member_value = str(rule).partition("=")
+        if not attribute.strip() or not member_value.strip():
+            raise ConfigurationError(f"realtime_segments[{name!r}] must be ATTRIBUTE=VALUE, got {rule!r}")
+        segments[name] = (attribute.strip(), member_value.strip())
+    return segments
+
+
 def _operation_names(value: str | Iterable[str]) -> frozenset[str]:
     """Operation names from a comma-separated flag or any collection of names (checked by ``_names``)."""
     if isinstance(value, str):
@@ -248,6 +307,56 @@ class FakeTenantConfig:
         default=25, validator=_positive, metadata=_help("page size when a request gives no limit")
     )
     max_limit: int = attrs.field(default=1000, validator=_positive, metadata=_help("largest limit accepted"))
+    # The Real-time API's profile store.
+    profile_collections: tuple[str, ...] = attrs.field(
+        default=("pc-customers",),
+        converter=_names_list,
+        validator=_non_empty_names,
+        metadata=_help("IDs of the profile collections", syntax="COLLECTION[,COLLECTION...]"),
+    )
+    profiles_per_collection: int = attrs.field(
+        default=1000, validator=_non_negative, metadata=_help("synthetic profiles in each profile collection")
+    )
+    keychain: tuple[str, ...] = attrs.field(
+        default=("email", "phone", "loyalty_id"),
+        converter=_names_list,
+        validator=_non_empty_names,
+        metadata=_help(
+            "keychain link types: the event fields that find a profile and the keys lookups take",
+            syntax="TYPE[,TYPE...]",
+        ),
+    )
+    event_streams: Mapping[str, str] = attrs.field(
+        factory=lambda: {"es-web-events": "pc-customers"},
+        converter=_streams,
+        metadata=_help(
+            "event streams and the profile collection each one feeds", syntax="STREAM=COLLECTION[,...]"
+        ),
+    )
+    realtime_segments: Mapping[str, tuple[str, str]] = attrs.field(
+        factory=lambda: {"rts-gold": ("loyalty_tier", "gold"), "rts-purchasers": ("event_type", "purchase")},
+        converter=_segments,
+        metadata=_help(
+            "real-time segments: each holds the profiles whose attribute has the value",
+            syntax="SEGMENT=ATTRIBUTE=VALUE[,...]",
+        ),
+    )
+    dropping_streams: frozenset[str] = attrs.field(
+        factory=frozenset,
+        converter=_operation_names,
+        metadata=_help(
+            "event streams set to drop events: posting answers 204 and publishes nothing",
+            syntax="STREAM[,STREAM...]",
+        ),
+    )
+    paused_streams: frozenset[str] = attrs.field(
+        factory=frozenset,
+        converter=_operation_names,
+        metadata=_help(
+            "event streams not accepting events: posting answers 409", syntax="STREAM[,STREAM...]"
+        ),
+    )
+
     spec_path: Path | None = attrs.field(
         default=None,
         converter=_optional_path,
@@ -263,6 +372,13 @@ class FakeTenantConfig:
     )
     profile_rate: int = attrs.field(
         default=2000, validator=_positive, metadata=_help("Profile API requests per second")
+    )
+    realtime_rate: int = attrs.field(
+        default=2000,
+        validator=_positive,
+        metadata=_help(
+            "Real-time API requests per second (Amperity documents none; the Profile API's is assumed)"
+        ),
     )
     rate_window: str = attrs.field(
         default="sliding",
@@ -422,6 +538,15 @@ class FakeTenantConfig:
             "errors echo its form body, URL-encoded (as some gateways do)"
         ),
     )
+    fail_first: Mapping[str, tuple[int, int]] = attrs.field(
+        factory=dict,
+        converter=_statuses_first,
+        metadata=_help(
+            "operations whose first COUNT requests are answered STATUS without being carried out "
+            "(send-event=503x2: the third attempt publishes)",
+            syntax="OPERATION=STATUSxCOUNT[,...]; * for every operation",
+        ),
+    )
     retry_after: str | None = attrs.field(
         default=None,
         validator=_header_value,
@@ -442,6 +567,24 @@ class FakeTenantConfig:
         if self.default_limit > self.max_limit:
             raise ConfigurationError(
                 f"fake tenant default_limit ({self.default_limit}) must not exceed max_limit ({self.max_limit})"
+            )
+        unknown = sorted(set(self.event_streams.values()) - set(self.profile_collections))
+        if unknown:
+            raise ConfigurationError(
+                f"fake tenant event_streams feed {', '.join(unknown)}, not among profile_collections "
+                f"({', '.join(self.profile_collections)})"
+            )
+        for setting in ("dropping_streams", "paused_streams"):
+            strangers = sorted(getattr(self, setting) - set(self.event_streams))
+            if strangers:
+                raise ConfigurationError(
+                    f"fake tenant {setting} names {', '.join(strangers)}, not among event_streams "
+                    f"({', '.join(self.event_streams) or 'none'})"
+                )
+        both = sorted(self.dropping_streams & self.paused_streams)
+        if both:
+            raise ConfigurationError(
+                f"fake tenant streams {', '.join(both)} cannot both drop events and be paused"
             )
 
     @classmethod

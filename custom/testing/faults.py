@@ -107,6 +107,18 @@ class FaultPlan:
             "invalid_utf8_errors", config.invalid_utf8_errors, endpoints=tokens
         )
         self._pace_head = config.drip_headers
+        # How many requests of each operation are still answered with its scripted failure.
+        self._scripted = {
+            op_id: list(pair) for op_id, pair in names.select_values("fail_first", config.fail_first).items()
+        }
+
+    def scripted_failure(self, op_id: str) -> int | None:
+        """The status this request of ``op_id`` gets instead of being carried out (fail_first), if any."""
+        remaining = self._scripted.get(op_id)
+        if not remaining or remaining[1] <= 0:
+            return None
+        remaining[1] -= 1
+        return int(remaining[0])
 
     def list_faults(self, op_id: str) -> ListFaults:
         return ListFaults(cursor=self._cursor.get(op_id), null_next_token=op_id in self._null_next_token)

@@ -19,6 +19,7 @@ from amperity_async.custom.errors import ConfigurationError
 from .app import API_PREFIX, TenantApp
 from .config import FakeTenantConfig
 from .data import Dataset
+from .profile_store import ProfileStore
 
 
 def _config(config: FakeTenantConfig | None, overrides: dict[str, Any]) -> FakeTenantConfig:
@@ -123,6 +124,11 @@ class FakeTenant:
     @property
     def dataset(self) -> Dataset:
         return self._state.dataset
+
+    @property
+    def profile_store(self) -> ProfileStore:
+        """The Real-time API's profile collections, event streams and segments."""
+        return self._state.profile_store
 
     @property
     def app(self) -> TenantApp:

@@ -3,8 +3,13 @@
 Each operation is given a role by its shape, never by its name: a *list* answers a page object
 (``data`` array and ``next_token``); a *get* sits one path segment below a list and answers that
 list's item; a *create* is a POST on a list's path answering its item; an *action* is a POST one
-segment below a get (``.../{id}/stop``). Anything else is answered with an instance of its response
-schema. So a new spec version brings its routes along with no edits here.
+segment below a get (``.../{id}/stop``). An operation the spec marks with
+``x-amperity-profile-store`` (the Real-time API's) does what the marker names in the tenant's profile
+store (:mod:`.profile_store`). Anything else is answered with an instance of its response schema.
+So a new spec version brings its routes along with no edits here.
+
+Paths are served as the normalized spec writes them, each under its API's base path (``/api/...``,
+``/prof/...``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from amperity_async.custom.errors import ConfigurationError
 
 Schema = dict[str, Any]
 
-LIST, GET, CREATE, ACTION, OTHER = "list", "get", "create", "action", "other"
+LIST, GET, CREATE, ACTION, STORE, OTHER = "list", "get", "create", "action", "store", "other"
 PAGINATION_PARAMS = ("limit", "next_token", "with_total")
 
 
@@ -34,6 +39,8 @@ class QueryParam:
     schema: Schema
     deep_object: bool
     description: str
+    form_object: bool = False
+    """An object whose entries travel as query parameters of their own (``email=...``)."""
 
 
 @attrs.frozen
@@ -63,10 +70,21 @@ class Operation:
     max_window_days: int | None = None
     """The longest ``*_from``/``*_to`` window accepted (``x-amperity-max-window-days``)."""
     views: tuple[View, ...] = ()
+    version_header: bool = True
+    """Whether requests carry ``api-version`` (the spec's ``x-amperity-apis``: not for the Real-time API)."""
+    store_action: str | None = None
+    """What the operation does in the profile store (``x-amperity-profile-store``), if anything."""
+    max_body_bytes: int | None = None
+    """The largest request body accepted (``x-amperity-max-body-bytes``)."""
 
     @property
     def filters(self) -> tuple[str, ...]:
         return tuple(name for name in self.query if name not in PAGINATION_PARAMS)
+
+    @property
+    def form_object(self) -> str | None:
+        """The query parameter whose entries are sent as parameters of their own, if any."""
+        return next((name for name, param in self.query.items() if param.form_object), None)
 
 
 @attrs.frozen
@@ -197,6 +215,10 @@ class TenantSpec:
         self.api_versions: dict[str, tuple[str, ...]] = {
             api: tuple(str(v) for v in meta.get("versions", ())) for api, meta in apis.items()
         }
+        self.base_paths: dict[str, str] = {api: str(meta.get("base_path", "")) for api, meta in apis.items()}
+        self._version_headers = {
+            api: meta.get("version_header", True) is not False for api, meta in apis.items()
+        }
         self.schemas: dict[str, Schema] = {
             name: self.resolver.resolve(schema)
             for name, schema in ((document.get("components") or {}).get("schemas") or {}).items()
@@ -250,12 +272,15 @@ class TenantSpec:
         for param in [*shared, *raw.get("parameters", [])]:
             param = self.resolver.resolve(param)
             if param.get("in") == "query":
+                schema = param.get("schema") or {}
+                form_object = schema.get("x-amperity-query-style") == "form"
                 query[param["name"]] = QueryParam(
                     name=param["name"],
                     required=bool(param.get("required")),
-                    schema=param.get("schema") or {},
-                    deep_object=param.get("style") == "deepObject",
+                    schema=schema,
+                    deep_object=param.get("style") == "deepObject" and not form_object,
                     description=str(param.get("description") or ""),
+                    form_object=form_object,
                 )
         path_params = re.findall(r"\{([^}]+)\}", path)
         responses = raw.get("responses") or {}
@@ -266,11 +291,14 @@ class TenantSpec:
         request_schema = None
         if body:
             request_schema = self.resolver.resolve(_json_content(self.resolver.resolve_shallow(body)))
+        api = str(raw.get("x-amperity-api") or next(iter(self.api_versions)))
+        store_action = raw.get("x-amperity-profile-store")
+        max_body = raw.get("x-amperity-max-body-bytes")
         return Operation(
             operation_id=op_id,
             method=method,
             path=path,
-            api=str(raw.get("x-amperity-api") or next(iter(self.api_versions))),
+            api=api,
             stability=str(raw.get("x-amperity-stability") or "stable"),
             description=str(raw.get("description") or ""),
             query=query,
@@ -284,13 +312,17 @@ class TenantSpec:
             cursor_usable=raw.get("x-amperity-pagination", "cursor") != "none",
             max_window_days=_max_window_days(raw),
             views=tuple(view for view in map(_view, query.values()) if view is not None),
+            version_header=self._version_headers.get(api, True),
+            store_action=None if store_action is None else str(store_action),
+            max_body_bytes=max_body if isinstance(max_body, int) and not isinstance(max_body, bool) else None,
+            role=OTHER if store_action is None else STORE,
         )
 
     def _assign_roles(self) -> None:
         lists: dict[str, Operation] = {}
         for index, op in enumerate(self.operations):
             item = _page_item_name(op, self.document)
-            if op.method == "GET" and item is not None:
+            if op.method == "GET" and item is not None and op.role != STORE:
                 op = attrs.evolve(op, role=LIST, item_name=item, collection=op.path)
                 self.operations[index] = op
                 lists[op.path] = op

@@ -2,11 +2,13 @@
 
 build      fetch what is missing, normalize, and regenerate amperity_async/ unless it is up to date
            (what make install and the package build run)
-fetch      download the pinned documents (from $AMPERITY_SPEC_MIRROR when set) and verify them
+fetch      download the pinned documents (from $AMPERITY_SPEC_MIRROR when set) and the pages the
+           hand-written documents were written from (from $AMPERITY_DOCS_MIRROR when set), and
+           verify them
 normalize  apply the overlays and merge into openapi/amperity.json
 generate   run the generator on openapi/amperity.json into amperity_async/
-check-upstream  compare the pins with what upstream (or the mirror) serves now and with the
-           changelog's version headings; exit 0 only when nothing changed
+check-upstream  compare the pins (documents and pages) with what upstream (or the mirror)
+           serves now and with the changelog's version headings; exit 0 only when nothing changed
 update     accept what upstream serves now: re-pin, re-normalize, regenerate, print what changed
 
 The project is the repository holding this folder (``AMPERITY_PROJECT_ROOT`` overrides it).
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from .build import PIPELINE_ERRORS, build, fetch, lock_path, write_normalized
 from .generate import generate
-from .sources import MIRROR_ENV, Lock
+from .sources import DOCS_MIRROR_ENV, MIRROR_ENV, Lock
 from .upstream import run_check, run_update
 
 
@@ -34,12 +36,16 @@ def _mirror() -> str | None:
     return os.environ.get(MIRROR_ENV) or None
 
 
+def _docs_mirror() -> str | None:
+    return os.environ.get(DOCS_MIRROR_ENV) or None
+
+
 def cmd_build(project: Path) -> None:
-    build(project, _mirror(), sys.stdout)
+    build(project, _mirror(), sys.stdout, _docs_mirror())
 
 
 def cmd_fetch(project: Path) -> None:
-    fetch(project, _mirror(), sys.stdout)
+    fetch(project, _mirror(), sys.stdout, _docs_mirror())
 
 
 def cmd_normalize(project: Path) -> None:
@@ -52,12 +58,12 @@ def cmd_generate(project: Path) -> None:
 
 
 def cmd_check_upstream(project: Path) -> int:
-    return run_check(Lock.load(lock_path(project)), _mirror(), sys.stdout)
+    return run_check(Lock.load(lock_path(project)), _mirror(), sys.stdout, docs_mirror=_docs_mirror())
 
 
 def cmd_update(project: Path) -> int:
     try:
-        return run_update(project, _mirror(), sys.stdout)
+        return run_update(project, _mirror(), sys.stdout, docs_mirror=_docs_mirror())
     except PIPELINE_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         print("update abandoned: the pins and the previous build are unchanged", file=sys.stderr)

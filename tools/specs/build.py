@@ -14,7 +14,7 @@ from typing import TextIO
 from .generate import PACKAGE, GenerateError, generate, generated_from, generation_inputs
 from .normalize import NormalizeError, normalize, unmatched_repairs, write_json
 from .overlay import OverlayError
-from .sources import Lock, SpecSourceError, fetch_all, verify_present
+from .sources import Lock, SpecSourceError, fetch_all, fetch_pages, verify_present
 
 # What the pipeline raises for bad pins, downloads, overlays or generator runs (never a traceback).
 PIPELINE_ERRORS = (SpecSourceError, OverlayError, NormalizeError, GenerateError)
@@ -24,11 +24,16 @@ def lock_path(project: Path) -> Path:
     return project / "openapi" / "sources.lock.json"
 
 
-def fetch(project: Path, mirror: str | None, out: TextIO) -> None:
-    """Download every pinned document (from ``mirror`` when set) and verify its sha256."""
+def fetch(project: Path, mirror: str | None, out: TextIO, docs_mirror: str | None = None) -> None:
+    """Download every pinned document (from ``mirror`` when set) and every page a hand-written
+    document was written from (from ``docs_mirror``), and verify their sha256."""
     lock = Lock.load(lock_path(project))
-    for name, digest in fetch_all(lock, project / "openapi" / "upstream", mirror=mirror).items():
+    upstream = project / "openapi" / "upstream"
+    for name, digest in fetch_all(lock, upstream, mirror=mirror).items():
         out.write(f"ok  {name}  sha256 {digest}\n")
+    pages = fetch_pages(lock, upstream, docs_mirror=docs_mirror, spec_mirror=mirror)
+    if pages:
+        out.write(f"verified {len(pages)} documentation pages the hand-written documents follow\n")
 
 
 def write_normalized(project: Path, out: TextIO) -> None:
@@ -49,7 +54,7 @@ def write_normalized(project: Path, out: TextIO) -> None:
     out.write(f"{state} openapi/amperity.json: {paths} operations, {schemas} schemas\n")
 
 
-def build(project: Path, mirror: str | None, out: TextIO) -> None:
+def build(project: Path, mirror: str | None, out: TextIO, docs_mirror: str | None = None) -> None:
     """Fetch what is missing, normalize, and generate ``amperity_async/`` unless it is up to date.
 
     Raises one of PIPELINE_ERRORS.
@@ -59,7 +64,7 @@ def build(project: Path, mirror: str | None, out: TextIO) -> None:
     try:
         verify_present(lock, project / "openapi" / "upstream")
     except SpecSourceError:
-        fetch(project, mirror, out)
+        fetch(project, mirror, out, docs_mirror)
     write_normalized(project, out)
     package = project / PACKAGE
     inputs = generation_inputs(project, project / "openapi" / "amperity.json")

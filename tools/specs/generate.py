@@ -29,10 +29,19 @@ from openapi_python_client.schema.untrusted_string import UntrustedString
 from openapi_python_client.strings import PythonIdentifier
 
 from .normalize import HTTP_METHODS
+from .resources import (
+    Overrides,
+    ResourceNamesError,
+    client_attributes,
+    defines_list_method,
+    render_resources_module,
+)
 from .sources import copy_tree_atomically
 
 PACKAGE = "amperity_async"
 INPUTS_STAMP = ".generated-from"
+# Names of the resource view where the derived ones read badly (tools/specs/resources.py).
+RESOURCE_NAMES = Path("openapi") / "resource-names.yaml"
 # Lines the generator prints when it dropped or could not fully render something.
 _WARNING = re.compile(r"warning|error|skipp|unable|pieces may be missing|could not", re.IGNORECASE)
 
@@ -85,6 +94,33 @@ def _item_key(item: dict[str, Any]) -> str | None:
     return None
 
 
+_IDEMPOTENT_METHODS = ("get", "head", "options", "put", "delete")
+
+
+def _form_spread(document: dict[str, Any], param: dict[str, Any]) -> bool:
+    """Whether an object query parameter sends each of its entries as a parameter of its own."""
+    schema = _resolve(document, param.get("schema") or {})
+    return param.get("in") == "query" and schema.get("x-amperity-query-style") == "form"
+
+
+def _statuses(operation: dict[str, Any], marker: str) -> list[int]:
+    value = operation.get(marker) or []
+    if not isinstance(value, list) or not all(isinstance(s, int) and 100 <= s <= 599 for s in value):
+        raise GenerateError(
+            f"{operation.get('operationId')}: {marker} must be a list of HTTP statuses, got {value!r}"
+        )
+    return sorted(value)
+
+
+def _positive_int(operation: dict[str, Any], marker: str) -> int | None:
+    value = operation.get(marker)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise GenerateError(
+            f"{operation.get('operationId')}: {marker} must be a positive integer, got {value!r}"
+        )
+    return value
+
+
 def operation_index(document: dict[str, Any], names: ModuleNames) -> dict[str, dict[str, Any]]:
     """Per operationId: what the client layer needs to know about it, from the normalized spec."""
     index: dict[str, dict[str, Any]] = {}
@@ -108,9 +144,11 @@ def operation_index(document: dict[str, Any], names: ModuleNames) -> dict[str, d
             item_schema = None
             page = _resolve(document, page_schema) if page_schema else {}
             data = page.get("properties", {}).get("data", {})
-            # A list answers with a `data` array; it is paginated only when its cursor can be followed
-            # (an overlay marks lists whose documented cursor is unusable with x-amperity-pagination).
-            returns_list = method == "get" and data.get("type") == "array"
+            # A list answers a page: a `data` array and a cursor; it is paginated only when its cursor
+            # can be followed (lists whose documented cursor is unusable are marked
+            # x-amperity-pagination: none). A `data` array without a cursor (a time series) is no list.
+            has_cursor = "next_token" in page.get("properties", {})
+            returns_list = method == "get" and data.get("type") == "array" and has_cursor
             cursor_usable = operation.get("x-amperity-pagination", "cursor") != "none"
             paginated = returns_list and cursor_usable and "next_token" in query
             if returns_list:
@@ -121,7 +159,17 @@ def operation_index(document: dict[str, Any], names: ModuleNames) -> dict[str, d
                 for name in query
                 if name.endswith("_from") and name[: -len("_from")] + "_to" in query
             ]
+            responses = operation.get("responses", {})
             index[op_id] = {
+                "success_statuses": sorted(int(code) for code in responses if str(code).startswith("2")),
+                # A POST that changes nothing (a lookup with its keys in the body) may be resent like a GET.
+                "idempotent": method in _IDEMPOTENT_METHODS or operation.get("x-amperity-idempotent") is True,
+                # Statuses that prove the request did nothing, so that even a non-idempotent one is resent.
+                "retryable_statuses": _statuses(operation, "x-amperity-retryable-statuses"),
+                "max_body_bytes": _positive_int(operation, "x-amperity-max-body-bytes"),
+                # The status meaning "nothing matched" (a lookup's 404), as opposed to an error.
+                "no_match_status": _positive_int(operation, "x-amperity-no-match-status"),
+                "form_query": [p["name"] for p in params if _form_spread(document, p)],
                 "module": f"{PACKAGE}.api.{names.tag(tag)}.{module}",
                 "method": method.upper(),
                 "path": path,
@@ -143,12 +191,26 @@ def operation_index(document: dict[str, Any], names: ModuleNames) -> dict[str, d
 
 def render_operations_module(document: dict[str, Any], names: ModuleNames) -> str:
     apis = document["info"].get("x-amperity-apis", {})
+    versions = {
+        api: {key: value for key, value in entry.items() if key in ("versions", "default_version")}
+        for api, entry in apis.items()
+    }
+    # Where each API lives and whether its requests carry an api-version header.
+    bases = {
+        api: {"base_path": entry.get("base_path", ""), "version_header": entry.get("version_header", True)}
+        for api, entry in apis.items()
+    }
     ops = operation_index(document, names)
+
+    def pretty(value: Any) -> str:
+        return pprint.pformat(value, sort_dicts=True, width=100)
+
     return (
         '"""Operation metadata from the normalized spec, for the hand-written layer."""\n\n'
         "from typing import Any\n\n"
-        f"API_VERSIONS: dict[str, dict[str, Any]] = {pprint.pformat(apis, sort_dicts=True, width=100)}\n\n"
-        f"OPERATIONS: dict[str, dict[str, Any]] = {pprint.pformat(ops, sort_dicts=True, width=100)}\n"
+        f"API_VERSIONS: dict[str, dict[str, Any]] = {pretty(versions)}\n\n"
+        f"APIS: dict[str, dict[str, Any]] = {pretty(bases)}\n\n"
+        f"OPERATIONS: dict[str, dict[str, Any]] = {pretty(ops)}\n"
     )
 
 
@@ -194,6 +256,14 @@ def generation_inputs(project: Path, spec: Path) -> str:
         if template.is_file():
             add(template.relative_to(templates).as_posix(), template.read_bytes())
     add("generate.py", Path(__file__).read_bytes())
+    add("resources.py", (Path(__file__).parent / "resources.py").read_bytes())
+    names = project / RESOURCE_NAMES
+    add("resource names", names.read_bytes() if names.is_file() else b"")
+    # No area may take a name the client uses itself (a new one there may hide an area).
+    client = project / "custom" / "client.py"
+    add(
+        "client attributes", " ".join(sorted(client_attributes(client))).encode() if client.is_file() else b""
+    )
     for tool in ("openapi-python-client", "ruff"):
         try:
             add(tool, importlib.metadata.version(tool).encode())
@@ -285,6 +355,17 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
         (staging / "_operations.py").write_text(
             render_operations_module(document, ModuleNames(config)), encoding="utf-8"
         )
+        try:
+            resources = render_resources_module(
+                document,
+                operation_index(document, ModuleNames(config)),
+                Overrides.load(project / RESOURCE_NAMES),
+                defines_list_method(staging),
+                client_attributes(project / "custom" / "client.py"),
+            )
+        except ResourceNamesError as exc:
+            raise GenerateError(f"the resource view cannot be generated: {exc}") from exc
+        (staging / "resources.py").write_text(resources, encoding="utf-8")
         (staging / "py.typed").write_text("", encoding="utf-8")
         (staging / "__main__.py").write_text(
             '"""python -m amperity_async: the amperity-async command."""\n\n'
@@ -294,9 +375,9 @@ def generate(project: Path, *, out: Path | None = None, spec: Path | None = None
         # The normalized spec travels with the package: the fake tenant serves it and the client
         # validates responses against its schemas.
         shutil.copyfile(spec, staging / "openapi.json")
-        fmt = _run_tool(["ruff", "format", "--quiet", "_operations.py"], cwd=staging, env=env)
+        fmt = _run_tool(["ruff", "format", "--quiet", "_operations.py", "resources.py"], cwd=staging, env=env)
         if fmt.returncode != 0:
-            raise GenerateError(f"ruff could not format _operations.py:\n{fmt.stdout}{fmt.stderr}")
+            raise GenerateError(f"ruff could not format the index or the view:\n{fmt.stdout}{fmt.stderr}")
         digest = tree_hash(staging)
         # Not part of the package (no wheel carries it): lets a build skip an unchanged generation.
         (staging / INPUTS_STAMP).write_text(generation_inputs(project, spec) + "\n", encoding="utf-8")

@@ -1,15 +1,17 @@
 """Compare the pinned documents with what Amperity serves now, and accept what it serves.
 
-``check-upstream`` reports, per API, whether each pinned document is still served unchanged and
-whether the changelog page announces a version newer than the pinned one. ``update`` downloads the
-served documents without verifying them, re-pins their sha256, re-normalizes and regenerates, and
-prints the same differences. The comparisons are pure functions of documents and HTML, so they are
-tested offline.
+``check-upstream`` reports, per API, whether each pinned document is still served unchanged,
+whether each documentation page a hand-written document was written from (or the pinned section
+of one, such as the changelog's) is unchanged, and whether the changelog page announces a version
+newer than the pinned one. ``update`` downloads the served documents and pages without verifying
+them, re-pins their sha256, re-normalizes and regenerates, and prints the same differences. The
+comparisons are pure functions of documents and HTML, so they are tested offline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import re
 import tempfile
@@ -24,12 +26,16 @@ import httpx
 from .generate import PACKAGE, generate
 from .normalize import HTTP_METHODS, normalize, unmatched_repairs, without_prose, write_json
 from .sources import (
+    PAGES_FOLDER,
     Lock,
     PinnedDocument,
+    PinnedPage,
     SpecSourceError,
     copy_tree_atomically,
     fetch_all,
+    fetch_pages,
     http_reader,
+    page_source,
     sha256,
     source_of,
 )
@@ -227,6 +233,51 @@ class DocumentCheck:
 
 
 @attrs.frozen
+class PageCheck:
+    page: PinnedPage
+    state: Literal["same", "changed", "unavailable"]
+    served_sha256: str | None = None
+    changes: tuple[str, ...] = ()
+    """A unified diff of the pinned text against the served one (when a pinned copy is at hand)."""
+    note: str = ""
+
+
+_MAX_DIFF_LINES = 40
+
+
+def page_changes(pinned: bytes, served: bytes) -> tuple[str, ...]:
+    """What a reviewer reads first: a unified diff of two page texts, cut after a screenful."""
+    lines = list(
+        difflib.unified_diff(
+            pinned.decode("utf-8", "replace").splitlines(),
+            served.decode("utf-8", "replace").splitlines(),
+            "pinned",
+            "served",
+            n=1,
+            lineterm="",
+        )
+    )
+    if len(lines) > _MAX_DIFF_LINES:
+        lines = [*lines[:_MAX_DIFF_LINES], f"... ({len(lines) - _MAX_DIFF_LINES} more diff lines)"]
+    return tuple(lines)
+
+
+def check_page(page: PinnedPage, served: bytes, pinned_copy: bytes | None) -> PageCheck:
+    """Compare a served page (the pinned section of it) with its pin; ``pinned_copy`` gives the diff."""
+    text = page.pinned_text(served)
+    digest = sha256(text)
+    if digest == page.sha256:
+        return PageCheck(page, "same", served_sha256=digest)
+    if page.section is not None and not text:
+        return PageCheck(page, "changed", digest, note=f"the page has no section {page.section!r} any more")
+    if pinned_copy is None or sha256(page.pinned_text(pinned_copy)) != page.sha256:
+        return PageCheck(
+            page, "changed", digest, note="no pinned copy in openapi/upstream/pages to diff (run 'make spec')"
+        )
+    return PageCheck(page, "changed", digest, changes=page_changes(page.pinned_text(pinned_copy), text))
+
+
+@attrs.frozen
 class ApiCheck:
     api: str
     heading: str
@@ -243,23 +294,67 @@ class UpstreamReport:
     apis: tuple[ApiCheck, ...]
     # Why the changelog page could not be read at all ("" when it was read).
     changelog_unavailable: str = ""
+    written: tuple[PinnedDocument, ...] = ()
+    pages: tuple[PageCheck, ...] = ()
 
     @property
     def changed(self) -> bool:
-        return any(d.state == "changed" for d in self.documents) or any(a.new_versions for a in self.apis)
+        return (
+            any(d.state == "changed" for d in self.documents)
+            or any(p.state == "changed" for p in self.pages)
+            or any(a.new_versions for a in self.apis)
+        )
 
     @property
     def exit_status(self) -> int:
         if self.changed:
             return CHANGED
-        if any(d.state == "unavailable" for d in self.documents):
+        if any(d.state == "unavailable" for d in self.documents) or any(
+            p.state == "unavailable" for p in self.pages
+        ):
             return INCOMPLETE
         return SAME
+
+    def _written_lines(self, api: str) -> list[str]:
+        lines: list[str] = []
+        for doc in (d for d in self.written if d.api == api):
+            checks = [p for p in self.pages if p.page.document == doc.file]
+            same = sum(1 for p in checks if p.state == "same")
+            state = (
+                "same"
+                if same == len(checks)
+                else "changed"
+                if any(p.state == "changed" for p in checks)
+                else "unavailable"
+            )
+            lines.append(
+                f"  {doc.version} {doc.file} (hand-written from {len(checks)} documentation pages): {state}"
+            )
+            for check in checks:
+                if check.state == "same":
+                    continue
+                what = (
+                    f"{check.page.file} (section {check.page.section!r})"
+                    if check.page.section
+                    else check.page.file
+                )
+                lines.append(f"      page {what}: {check.state}")
+                if check.state == "changed":
+                    lines.append(f"          sha256 pinned {check.page.sha256}, served {check.served_sha256}")
+                lines += [f"          {line}" for line in check.changes]
+                if check.note:
+                    lines.append(f"          {check.note}")
+            if state == "changed":
+                lines.append(
+                    f"      review openapi/{doc.file} against the revised pages, then run 'make update-spec'"
+                )
+        return lines
 
     def render(self) -> str:
         lines: list[str] = []
         for api in self.apis:
             lines.append(f"{api.api} ({api.heading}):")
+            lines += self._written_lines(api.api)
             for check in (d for d in self.documents if d.document.api == api.api):
                 doc = check.document
                 lines.append(f"  {doc.version} {doc.file}: {check.state}")
@@ -281,6 +376,8 @@ class UpstreamReport:
                     f"  new version announced: {', '.join(api.new_versions)} (pinned {pinned}); edit the "
                     f"lock entry's version, file and url, then run 'make update-spec'"
                 )
+            elif not api.pinned:
+                lines.append("  changelog: no dated version announced (none pinned)")
             else:
                 lines.append(f"  changelog: no version newer than the pinned {pinned}")
                 if api.note:
@@ -336,6 +433,10 @@ def check_changelog(documents: Iterable[PinnedDocument], html: str | None) -> tu
             checks.append(ApiCheck(api, heading, pinned, None))
             continue
         announced = announced_by_heading.get(heading)
+        if not announced and not pinned:
+            # An API pinned at no dated version (unstable only) has no dated heading yet.
+            checks.append(ApiCheck(api, heading, pinned, ()))
+            continue
         if not announced:
             checks.append(
                 ApiCheck(
@@ -356,7 +457,18 @@ def check_changelog(documents: Iterable[PinnedDocument], html: str | None) -> tu
     return tuple(checks)
 
 
-def check_upstream(lock: Lock, *, mirror: str | None, upstream_dir: Path, reader: Reader) -> UpstreamReport:
+def check_upstream(
+    lock: Lock, *, mirror: str | None, upstream_dir: Path, reader: Reader, docs_mirror: str | None = None
+) -> UpstreamReport:
+    pages = []
+    for page in lock.pages:
+        try:
+            served = reader(page_source(page, docs_mirror, mirror))
+        except SpecSourceError as exc:
+            pages.append(PageCheck(page, "unavailable", note=str(exc)))
+            continue
+        pinned_path = upstream_dir / PAGES_FOLDER / page.file
+        pages.append(check_page(page, served, pinned_path.read_bytes() if pinned_path.is_file() else None))
     documents = []
     for doc in lock.documents:
         try:
@@ -381,7 +493,9 @@ def check_upstream(lock: Lock, *, mirror: str | None, upstream_dir: Path, reader
                 "the mirror has no changelog.html" if mirror else "the changelog page could not be fetched"
             )
             unavailable = f"{where} ({exc})"
-    return UpstreamReport(tuple(documents), check_changelog(lock.documents, html), unavailable)
+    return UpstreamReport(
+        tuple(documents), check_changelog(lock.all_documents, html), unavailable, lock.written, tuple(pages)
+    )
 
 
 def run_check(
@@ -391,15 +505,21 @@ def run_check(
     *,
     upstream_dir: Path | None = None,
     client: httpx.Client | None = None,
+    docs_mirror: str | None = None,
 ) -> int:
-    """Print the comparison of the pins with upstream (or ``mirror``); return the exit status.
+    """Print the comparison of the pins with upstream (or ``mirror`` and ``docs_mirror``); return
+    the exit status.
 
-    0: nothing changed; 1: a document changed or a newer version is announced; 2: nothing found
-    changed, but a document could not be fetched.
+    0: nothing changed; 1: a document or page changed or a newer version is announced; 2: nothing
+    found changed, but a document or page could not be fetched.
     """
     with _reader(client) as reader:
         report = check_upstream(
-            lock, mirror=mirror, upstream_dir=upstream_dir or lock.directory / "upstream", reader=reader
+            lock,
+            mirror=mirror,
+            upstream_dir=upstream_dir or lock.directory / "upstream",
+            reader=reader,
+            docs_mirror=docs_mirror,
         )
     out.write(report.render())
     return report.exit_status
@@ -409,7 +529,14 @@ def run_check(
 # Accepting what upstream serves
 
 
-def run_update(project: Path, mirror: str | None, out: TextIO, *, client: httpx.Client | None = None) -> int:
+def run_update(
+    project: Path,
+    mirror: str | None,
+    out: TextIO,
+    *,
+    client: httpx.Client | None = None,
+    docs_mirror: str | None = None,
+) -> int:
     """Fetch what upstream serves now, re-pin, re-normalize and regenerate; print what changed.
 
     Everything is built in a scratch folder first; the project (downloads, lock, normalized spec,
@@ -424,9 +551,27 @@ def run_update(project: Path, mirror: str | None, out: TextIO, *, client: httpx.
         scratch = Path(scratch_name)
         with _reader(client) as reader:
             served = fetch_all(lock, scratch / "upstream", mirror=mirror, verify=False, reader=reader)
-        if all(served[d.file] == d.sha256 for d in lock.documents) and all(
-            (upstream_dir / d.file).is_file() and sha256((upstream_dir / d.file).read_bytes()) == d.sha256
-            for d in lock.documents
+            served |= fetch_pages(
+                lock,
+                scratch / "upstream",
+                docs_mirror=docs_mirror,
+                spec_mirror=mirror,
+                verify=False,
+                reader=reader,
+            )
+        pinned_pages = upstream_dir / PAGES_FOLDER
+        if (
+            all(served[d.file] == d.sha256 for d in lock.documents)
+            and all(
+                (upstream_dir / d.file).is_file() and sha256((upstream_dir / d.file).read_bytes()) == d.sha256
+                for d in lock.documents
+            )
+            and all(served[p.key] == p.sha256 for p in lock.pages)
+            and all(
+                (pinned_pages / p.file).is_file()
+                and sha256(p.pinned_text((pinned_pages / p.file).read_bytes())) == p.sha256
+                for p in lock.pages
+            )
         ):
             out.write("upstream serves the pinned documents; nothing to update\n")
             return 0
@@ -455,6 +600,18 @@ def run_update(project: Path, mirror: str | None, out: TextIO, *, client: httpx.
                 out.write(
                     f"    note: the document says version {served_version}; the lock pins {doc.version}\n"
                 )
+        for page in lock.pages:
+            new_pin = served[page.key]
+            if new_pin == page.sha256:
+                continue
+            out.write(f"{page.document} page {page.key}: changed\n")
+            out.write(f"    sha256 {page.sha256} -> {new_pin}\n")
+            previous = pinned_pages / page.file
+            if previous.is_file():
+                new_text = page.pinned_text((scratch / "upstream" / PAGES_FOLDER / page.file).read_bytes())
+                changes = page_changes(page.pinned_text(previous.read_bytes()), new_text)
+                out.writelines(f"    {line}\n" for line in changes)
+            out.write(f"    note: openapi/{page.document} was written from this page; review it\n")
         if spec_path.is_file():
             lines = diff_documents(json.loads(spec_path.read_bytes()), document).lines()
             out.write("openapi/amperity.json (what the generated client exposes):\n")
@@ -469,6 +626,10 @@ def run_update(project: Path, mirror: str | None, out: TextIO, *, client: httpx.
         upstream_dir.mkdir(parents=True, exist_ok=True)
         for doc in new_lock.documents:
             (scratch / "upstream" / doc.file).replace(upstream_dir / doc.file)
+        if new_lock.pages:
+            pinned_pages.mkdir(parents=True, exist_ok=True)
+        for page in new_lock.pages:
+            (scratch / "upstream" / PAGES_FOLDER / page.file).replace(pinned_pages / page.file)
         new_lock.write()
         (upstream_dir / ".fetched").touch()
         (scratch / "amperity.json").replace(spec_path)
@@ -491,11 +652,13 @@ __all__ = [
     "ApiCheck",
     "DocumentCheck",
     "DocumentDiff",
+    "PageCheck",
     "UpstreamReport",
     "changelog_location",
     "changelog_versions",
     "check_changelog",
     "check_document",
+    "check_page",
     "check_upstream",
     "diff_documents",
     "run_check",
