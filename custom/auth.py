@@ -82,7 +82,9 @@ class CallTokens:
                 where,
             )
             return False
-        auth.log.info("%s %s was refused with 401; replaying it once with a renewed token", request.method, where)
+        auth.log.info(
+            "%s %s was refused with 401; replaying it once with a renewed token", request.method, where
+        )
         self._sent.put_on(request, renewed)
         self._replayed = True
         return True
@@ -135,7 +137,9 @@ class AmperityAuth(httpx.Auth):
         if response.status_code == 401 and await tokens.replay_after_401():
             yield request
 
-    async def within(self, context: CallContext, request: Outgoing, waiting: Awaitable[Token], doing: str) -> Token:
+    async def within(
+        self, context: CallContext, request: Outgoing, waiting: Awaitable[Token], doing: str
+    ) -> Token:
         """``await waiting``, raising APITimeoutError once the call's deadline passes."""
         if context.deadline_at == math.inf:
             return await waiting

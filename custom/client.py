@@ -428,7 +428,11 @@ class AmperityClient(ResourceView):
         return info, info.load_module()
 
     async def _send(
-        self, info: OperationInfo, endpoint: Endpoint[..., Any], args: Sequence[Any], params: Mapping[str, Any]
+        self,
+        info: OperationInfo,
+        endpoint: Endpoint[..., Any],
+        args: Sequence[Any],
+        params: Mapping[str, Any],
     ) -> Received:
         try:
             kwargs = endpoint.build_request(*args, **params)
@@ -454,7 +458,8 @@ class AmperityClient(ResourceView):
         status = response.status_code
         if not 200 <= status < 300:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
-            raise error_for_response(as_httpx_response(response), scrub=self.redactor.scrub, retry_after=retry_after)
+            error = error_for_response(as_httpx_response(response), scrub=self.redactor.scrub, retry_after=retry_after)
+            raise error
         return response
 
     def _request(self, kwargs: Mapping[str, Any]) -> httpx.Request:

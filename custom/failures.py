@@ -107,7 +107,9 @@ def _from_os_error(error: OSError, source: BaseException, *, connecting: bool) -
 
 def _undecodable(error: BaseException) -> Failure:
     # The server's bytes contradict its Content-Encoding: another attempt would get the same.
-    return _failure(PROTOCOL, error, never_sent=False, transient=False, summary="response body could not be decoded")
+    return _failure(
+        PROTOCOL, error, never_sent=False, transient=False, summary="response body could not be decoded"
+    )
 
 
 def _from_aiohttp(error: aiohttp.ClientError, chain: list[BaseException]) -> Failure:

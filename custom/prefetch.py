@@ -59,29 +59,30 @@ class Prefetcher(Protocol):
 
 
 class _GroupAhead(Generic[T]):
-    __slots__ = ("_done", "_error", "_scope", "_value")
+    __slots__ = ("_done", "_error", "_finished", "_scope", "_value")
 
     def __init__(self) -> None:
         self._done = anyio.Event()
         self._scope = anyio.CancelScope()
         self._value: T | None = None
         self._error: BaseException | None = None
+        self._finished = False
 
     async def run(self, work: Coroutine[Any, Any, T]) -> None:
         try:
+            if self._scope.cancel_called:
+                work.close()  # cancelled before it started: never run, never awaited
+                return
             with self._scope:
                 try:
                     self._value = await work
-                    return
+                    self._finished = True
                 except Exception as exc:  # handed to the consumer, who raises it in its own task
                     self._error = exc
-                    return
-            work.close()  # cancelled before it started: never awaited
         finally:
-            if not self._done.is_set():
-                if self._error is None and self._scope.cancel_called:
-                    self._error = PrefetchClosed()
-                self._done.set()
+            if not self._finished and self._error is None:
+                self._error = PrefetchClosed()
+            self._done.set()
 
     async def result(self) -> T:
         await self._done.wait()

@@ -230,7 +230,8 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        route = self._route(request.method, request.url.path)
+        # The path as sent: an argument holding "/" (quoted in the URL) stays one segment.
+        route = self._route(request.method, request.url.raw_path.partition(b"?")[0].decode("ascii"))
         if route.unstable is not None:
             raise UnstableOperationError(*route.unstable)
         if self._bases is not None:

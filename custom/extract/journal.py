@@ -24,8 +24,7 @@ import attrs
 
 from ..clock import Clock, SystemClock
 from .checkpoint import Checkpoint, Cursor, Position, Source, checkpoint_path
-from .errors import CheckpointError, ExtractionInputError, OutputExistsError
-from .errors import OutputError
+from .errors import CheckpointError, ExtractionInputError, OutputError, OutputExistsError
 from .output import OutputFile, remove
 
 _REBUILD_CHUNK = 1 << 20
@@ -47,7 +46,8 @@ def _at_least_one_page(instance: object, attribute: attrs.Attribute[int], value:
 
 
 def _positive_seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (math.isfinite(value) and value > 0):
+    finite = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not (finite and value > 0):
         raise ExtractionInputError(f"sync seconds must be a positive number, got {value!r}")
 
 
@@ -154,9 +154,8 @@ class Journal:
             )
         remove(checkpoint_path(output.path))
         output.truncate(0)
-        journal = cls(
-            output, how.run or new_run_id(), source, Position.empty(), hashlib.sha256(), durability=how.durability
-        )
+        run = how.run or new_run_id()
+        journal = cls(output, run, source, Position.empty(), hashlib.sha256(), durability=how.durability)
         journal._write_checkpoint(journal.position)
         return journal
 
@@ -199,7 +198,8 @@ class Journal:
             )
         if how.rebuildable and not checkpoint.committed.cursor.done:
             output.truncate(0)
-            return cls(output, checkpoint.run, source, Position.empty(), hashlib.sha256(), durability=how.durability)
+            empty = Position.empty()
+            return cls(output, checkpoint.run, source, empty, hashlib.sha256(), durability=how.durability)
         position, digest = _verified_position(output, checkpoint)
         output.sync()  # what the stopped run wrote is durable before a checkpoint names it committed
         return cls(output, checkpoint.run, source, position, digest, durability=how.durability)
@@ -288,7 +288,9 @@ class Journal:
         self._digest = digest
         return done
 
-    def _write_checkpoint(self, committed: Position, pending: Position | None = None, *, durable: bool = True) -> None:
+    def _write_checkpoint(
+        self, committed: Position, pending: Position | None = None, *, durable: bool = True
+    ) -> None:
         checkpoint = Checkpoint(self.run, self.source, self._identity, committed, pending)
         checkpoint.write(self._checkpoint_path, durable=durable)
 
