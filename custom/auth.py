@@ -29,11 +29,19 @@ logger = logging.getLogger("amperity_async.auth")
 class _Sent:
     """The token the request carries now: the one a 401 refers to."""
 
+    refresher: TokenRefresher
     token: Token | None = None
 
     def put_on(self, request: Outgoing, token: Token) -> None:
         request.headers["Authorization"] = f"Bearer {token.access_token.get_secret_value()}"
         self.token = token
+
+    async def authorize(self, attempt: Outgoing) -> None:
+        """Put a current token on ``attempt``: the transport's hook, called before each attempt."""
+        refresher = self.refresher
+        token = refresher.fresh() or await refresher.get()
+        if token is not self.token:
+            self.put_on(attempt, token)
 
 
 class CallTokens:
@@ -49,21 +57,16 @@ class CallTokens:
 
     def __init__(self, auth: AmperityAuth, context: CallContext, request: Outgoing) -> None:
         self._auth, self.context, self._request = auth, context, request
-        self._sent = _Sent()
+        self._sent = _Sent(auth.refresher)
         self._replayed = False
 
     async def start(self) -> None:
         auth, context, request, sent = self._auth, self.context, self._request, self._sent
         refresher = auth.refresher
-
-        async def authorize(attempt: Outgoing) -> None:
-            token = await refresher.get()
-            if token is not sent.token:
-                sent.put_on(attempt, token)
-
         # Set here as well, for transports that do not call the hook.
-        sent.put_on(request, await auth.within(context, request, refresher.get(), "getting an access token"))
-        context.authorize = authorize
+        token = refresher.fresh() or await auth.within(context, request, refresher.get(), "getting an access token")
+        sent.put_on(request, token)
+        context.authorize = sent.authorize  # holds neither the context nor this object: no cycle
 
     async def replay_after_401(self) -> bool:
         """After a 401: whether to send the request once more, with the renewed token now on it."""

@@ -111,6 +111,9 @@ from what was received. A prefetch then holds only the received bytes; the page'
 when the caller asks for the page, so they live in memory for a shorter time."""
 
 
+_STR_ONLY = {str}
+
+
 def _whole(item: Any) -> Hashable:
     return ("whole", json.dumps(item, sort_keys=True, separators=(",", ":"), default=str))
 
@@ -130,7 +133,7 @@ def page_identities(item_key: str | None) -> Callable[[list[Any]], list[Hashable
             except (KeyError, TypeError):
                 pass
             else:
-                if all(type(key) is str for key in keys):
+                if set(map(type, keys)) == _STR_ONLY:
                     return keys
             return [by_key(item) for item in raw]
         return [_whole(item) for item in raw]

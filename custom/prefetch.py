@@ -6,8 +6,8 @@ task; ``cancel()`` stops it. Two kinds, one behaviour:
 
 - ``TaskGroupPrefetcher`` runs each piece of work in an anyio task group (any backend, trio too);
 - ``AsyncioPrefetcher`` makes each an asyncio task directly: no task group bookkeeping, cancel
-  scope or event per page, a tenth of the cost. It keeps the tasks it started, to cancel them all
-  when its owner closes.
+  scope or event per page, a fraction of the cost. It keeps the tasks it started, to cancel them
+  all when its owner closes.
 
 A piece of work never outlives its prefetcher: ``aclose`` cancels what is still running and waits
 for it.
@@ -16,7 +16,6 @@ for it.
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -85,7 +84,11 @@ class _GroupAhead(Generic[T]):
             self._done.set()
 
     async def result(self) -> T:
-        await self._done.wait()
+        try:
+            await self._done.wait()
+        except BaseException:
+            self.cancel()  # the consumer was cancelled while it waited: nobody wants the result now
+            raise
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
@@ -116,72 +119,66 @@ class TaskGroupPrefetcher:
         self._task_group.cancel_scope.cancel()
 
 
-async def _guarded(work: Coroutine[Any, Any, T]) -> T | BaseException:
-    # An exception is returned, not raised: a task whose exception nobody retrieves (its
-    # consumer went away) would otherwise be logged as an error when collected.
-    try:
-        return await work
-    except Exception as exc:
-        return exc
-
-
 class _TaskAhead(Generic[T]):
-    __slots__ = ("_task", "_work")
+    __slots__ = ("_task",)
 
-    def __init__(self, task: asyncio.Task[T | BaseException], work: Coroutine[Any, Any, T]) -> None:
+    def __init__(self, task: asyncio.Task[T]) -> None:
         self._task = task
-        self._work = work
 
     async def result(self) -> T:
+        # Awaited directly: a consumer cancelled while it waits cancels the work too (nobody will
+        # ask for its result any more), as the task group's kind does.
         task = self._task
-        if not task.done():
-            # Shielded: a consumer cancelled while it waits leaves the task to its own cancel().
-            await asyncio.wait((task,))
-        if task.cancelled():
-            raise PrefetchClosed()
-        outcome = task.result()
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if task.cancelled() and not _cancelling(asyncio.current_task()):
+                raise PrefetchClosed() from None  # cancelled by its prefetcher, not its consumer
+            raise
 
     def cancel(self) -> None:
         task = self._task
-        if task.done():
-            return
-        try:
-            task.cancel()
-        except RuntimeError:
-            pass  # the event loop is already gone, and the work with it
-        if inspect.getcoroutinestate(self._work) == inspect.CORO_CREATED:
-            # The task never ran: its work would be reported as never awaited.
-            self._work.close()
+        if not task.done():
+            try:
+                task.cancel()
+            except RuntimeError:
+                pass  # the event loop is already gone, and the work with it
 
     async def wait(self) -> None:
         if not self._task.done():
             await asyncio.wait((self._task,))
 
 
+def _cancelling(task: asyncio.Task[Any] | None) -> bool:
+    return task is not None and task.cancelling() > 0
+
+
 class AsyncioPrefetcher:
     """Work run as plain asyncio tasks of the running loop."""
 
     def __init__(self) -> None:
-        self._running: set[_TaskAhead[Any]] = set()
+        self._running: set[asyncio.Task[Any]] = set()
         self._closed = False
 
     def start(self, work: Coroutine[Any, Any, T]) -> Ahead[T]:
         if self._closed:
             work.close()
             raise PrefetchClosed()
-        ahead = _TaskAhead(asyncio.get_running_loop().create_task(_guarded(work)), work)
-        running = self._running
-        running.add(ahead)
-        ahead._task.add_done_callback(lambda _: running.discard(ahead))
-        return ahead
+        task = asyncio.get_running_loop().create_task(work)
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+        return _TaskAhead(task)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._running.discard(task)
+        if not task.cancelled():
+            # Marks an error as seen: work whose consumer went away is not logged as a failure.
+            task.exception()
 
     async def aclose(self) -> None:
         self._closed = True
         running = list(self._running)
-        for ahead in running:
-            ahead.cancel()
-        for ahead in running:
-            await ahead.wait()
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
