@@ -338,9 +338,8 @@ class ItemIterator(Generic[T]):
         self.pages = pages
         self._max_items = max_items
         self.items_yielded = 0
-        self._page: Page[T] | None = None
-        self._convert: Callable[[Any], T] | None = None
-        self._items: Iterator[tuple[int, Any]] = iter(())
+        self._items: Iterator[T] = iter(())
+        self._failure: ResponseValidationError | None = None
 
     @property
     def next_token(self) -> str | None:
@@ -359,19 +358,15 @@ class ItemIterator(Generic[T]):
             await self.pages.aclose()
             raise StopAsyncIteration
         while True:
-            # Each item becomes a model as it is handed out: a page's models are not all alive at
-            # once, which keeps the garbage collector's work down, and an item that does not
-            # convert is reported after the ones before it were delivered.
-            for index, raw in self._items:
-                try:
-                    item = self._convert(raw)  # type: ignore[misc]
-                except (KeyError, TypeError, ValueError, AttributeError):
-                    assert self._page is not None
-                    item = self._page.item(index)  # raises, naming the item and the field
+            # A plain list iterator per page: the per-item cost stays at one next() call.
+            for item in self._items:
                 self.items_yielded += 1
                 return item
+            failure, self._failure = self._failure, None
+            if failure is not None:
+                raise failure
             page = await self.pages.__anext__()
-            self._page, self._convert, self._items = page, page._convert, enumerate(page.raw)
+            self._items, self._failure = _convert_page(page)
 
     async def aclose(self) -> None:
         await self.pages.aclose()
@@ -381,6 +376,20 @@ class ItemIterator(Generic[T]):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+def _convert_page(page: Page[T]) -> tuple[Iterator[T], ResponseValidationError | None]:
+    """The page's items as models; if one cannot be converted, the ones before it and the error."""
+    try:
+        return iter(page.data), None
+    except ResponseValidationError:
+        good: list[T] = []
+        for index in range(len(page.raw)):
+            try:
+                good.append(page.item(index))
+            except ResponseValidationError as exc:
+                return iter(good), exc
+        raise
 
 
 async def collect(items: AsyncIterator[T]) -> Sequence[T]:
