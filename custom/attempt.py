@@ -13,6 +13,7 @@ same for both.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from types import TracebackType
 from typing import Protocol, TypeVar
@@ -20,7 +21,7 @@ from typing import Protocol, TypeVar
 import anyio
 import httpx
 
-from .clock import Clock
+from .clock import Clock, SystemClock
 from .failures import NETWORK_ERRORS, TIMEOUT, Failure, classify
 
 
@@ -58,24 +59,74 @@ async def close(response: httpx.Response) -> None:
             pass  # the connection is broken anyway; nothing more to hand back
 
 
+class _LoopDeadline:
+    """What ``asyncio.timeout_at`` does, as a plain context manager and at a third of anyio's
+    cost: the task is cancelled at ``when`` (the loop's time), and on the way out the cancellation
+    this caused, and only that one, is told apart from any other (``fired``)."""
+
+    __slots__ = ("_cancelling", "_fired", "_handle", "_loop", "_task", "_when")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._loop, self._when, self._fired = loop, when, False
+
+    def __enter__(self) -> None:
+        task = asyncio.current_task(self._loop)
+        if task is None:
+            raise RuntimeError("an attempt runs inside a task")
+        self._task, self._cancelling = task, task.cancelling()
+        self._handle = self._loop.call_at(self._when, self._fire)
+
+    def _fire(self) -> None:
+        self._fired = True
+        self._task.cancel()
+
+    def fired(self, exc_type: type[BaseException] | None) -> bool:
+        """Call on the way out: whether the block was stopped by this deadline (and no one else)."""
+        self._handle.cancel()
+        return (
+            self._fired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError
+        )
+
+
 class bounded:  # lower case: used like a function, ``with bounded(...):``
     """``with bounded(clock, limit_at, bound):`` — the block is cancelled once ``clock.now()``
     reaches ``limit_at`` (``math.inf``: never), and then raises ``AttemptFailed`` (a timeout) naming
-    ``bound`` ("timeout" or "deadline"). One scope covers the whole exchange: headers and body."""
+    ``bound`` ("timeout" or "deadline"). One scope covers the whole exchange: headers and body.
 
-    __slots__ = ("_bound", "_scope")
+    With the system clock on asyncio the deadline is a timer of the event loop (``_LoopDeadline``);
+    otherwise (trio, a test's virtual clock) the clock's cancel scope."""
+
+    __slots__ = ("_bound", "_loop_deadline", "_scope")
 
     def __init__(self, clock: Clock, limit_at: float, bound: str) -> None:
-        self._scope = None if limit_at == math.inf else clock.cancel_at(limit_at)
         self._bound = bound
+        self._scope: anyio.CancelScope | None = None
+        self._loop_deadline: _LoopDeadline | None = None
+        if limit_at == math.inf:
+            return
+        if isinstance(clock, SystemClock):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # trio: anyio's scope below
+            else:
+                self._loop_deadline = _LoopDeadline(loop, loop.time() + (limit_at - clock.now()))
+                return
+        self._scope = clock.cancel_at(limit_at)
 
     def __enter__(self) -> None:
-        if self._scope is not None:
+        if self._loop_deadline is not None:
+            self._loop_deadline.__enter__()
+        elif self._scope is not None:
             self._scope.__enter__()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._loop_deadline is not None:
+            if self._loop_deadline.fired(exc_type):
+                raise _timed_out(self._bound) from None
+            return
         scope = self._scope
         if scope is not None:
             scope.__exit__(exc_type, exc, tb)

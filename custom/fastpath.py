@@ -15,9 +15,10 @@ transport given by the caller, a request with files or form data) takes the http
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus
 
 import aiohttp
 import sniffio
@@ -32,6 +33,8 @@ from .transport import AmperityTransport
 
 # What a generated function's request may hold for the fast path to send it.
 _SENDABLE = frozenset({"method", "url", "params", "json", "headers"})
+# The characters quote_plus leaves as they are.
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*\Z")
 
 
 def _query_value(value: Any) -> str:
@@ -45,15 +48,22 @@ def _query_value(value: Any) -> str:
     return str(value)
 
 
+def _quoted(text: str) -> str:
+    # What urlencode does to each key and value; most are plain (limits, ids, cursors) and stay.
+    return text if _PLAIN.match(text) else quote_plus(text)
+
+
 def query_string(params: Mapping[str, Any]) -> str:
-    """The query httpx builds from ``params``: lists repeat their key, booleans are lower case."""
-    items: list[tuple[str, str]] = []
+    """The query httpx builds from ``params`` (``urlencode``): lists repeat their key, booleans
+    are lower case."""
+    parts: list[str] = []
     for key, value in params.items():
+        name = _quoted(key)
         if isinstance(value, list | tuple):
-            items.extend((key, _query_value(v)) for v in value)
+            parts.extend(f"{name}={_quoted(_query_value(v))}" for v in value)
         else:
-            items.append((key, _query_value(value)))
-    return urlencode(items)
+            parts.append(f"{name}={_quoted(_query_value(value))}")
+    return "&".join(parts)
 
 
 def json_body(value: Any) -> bytes:

@@ -413,3 +413,30 @@ async def test_prefetched_pages_are_checked_in_order_and_read_when_asked_for(fak
         rest = [page async for page in pages]
     ids = [item["id"] for page in (first, *rest) for item in page.raw]
     assert len(ids) == len(set(ids)) == 300 and pages.next_token is None
+
+
+@BOTH
+async def test_an_outer_cancel_scope_passes_through_an_attempt_and_the_attempt_bound_stays_its_own(
+    fast_path: bool,
+) -> None:
+    async def slow(request: Request, stream: anyio.abc.SocketStream) -> bool:
+        await anyio.sleep(5)
+        return False
+
+    async with hostile_server(slow) as server, client_for(
+        server.base_url, fast_path=fast_path, timeout=2, max_retries=0
+    ) as client:
+        with anyio.fail_after(HANG_GUARD), anyio.move_on_after(0.2) as outer:
+            await client.call(list_segment)
+        assert outer.cancelled_caught, "the caller's scope ended the call, not a timeout"
+        with anyio.fail_after(HANG_GUARD) as guard, pytest.raises(APITimeoutError) as caught:
+            with anyio.move_on_after(30):
+                await client.call(list_segment)
+        assert caught.value.bound == "timeout" and not guard.cancelled_caught
+        page = await _answer_after(client, server)
+    assert len(page.data) == 1, "the task is not left cancelled after a timeout"
+
+
+async def _answer_after(client: AmperityClient, server: Any) -> Any:
+    server.handler = _always(response(200, segments_page(1, None)))
+    return await client.call(list_segment)
