@@ -21,6 +21,7 @@ import httpx
 import pytest
 from client_support import DEFAULT_TOKEN, HANG_GUARD, client_for
 from hostile_server import PAGE, Request, gzip_bomb, hostile_server, response
+from ports import refused_port
 
 from amperity_async import AmperityClient, ClientCredentials
 from amperity_async.api.audit_events import list_events
@@ -313,9 +314,10 @@ async def test_a_dropped_connection_is_retried_and_a_refused_one_named(fast_path
     async with hostile_server(drop_first) as server, client_for(server.base_url, fast_path=fast_path) as client:
         page = await client.call(list_segment)
         assert len(page.data) == 1 and client.stats.errors == 1 and client.stats.retries == 1
-    async with client_for(server.base_url, fast_path=fast_path, max_retries=0) as client:
-        with pytest.raises(APIConnectionError) as caught:
-            await client.call(list_segment)  # the server is gone now
+    with refused_port() as port:
+        async with client_for(f"http://127.0.0.1:{port}/api", fast_path=fast_path, max_retries=0) as client:
+            with pytest.raises(APIConnectionError) as caught:
+                await client.call(list_segment)
     assert caught.value.kind == "refused"
 
 
