@@ -64,7 +64,9 @@ class CallTokens:
         auth, context, request, sent = self._auth, self.context, self._request, self._sent
         refresher = auth.refresher
         # Set here as well, for transports that do not call the hook.
-        token = refresher.fresh() or await auth.within(context, request, refresher.get(), "getting an access token")
+        token = refresher.fresh() or await auth.within(
+            context, request, refresher.get(), "getting an access token"
+        )
         sent.put_on(request, token)
         context.authorize = sent.authorize  # holds neither the context nor this object: no cycle
 

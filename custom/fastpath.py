@@ -3,8 +3,9 @@
 A generated operation describes its request as keyword arguments for ``httpx.AsyncClient.request``
 (method, a path already quoted, query parameters already serialized, a JSON body). httpx would
 parse the URL, merge it with the base URL and the query, and build header objects; here the URL is
-the base URL, the path and ``urlencode`` of the parameters (the query httpx would send), and the
-headers a plain dict. The request then goes through the same objects as every httpx request: the
+the operation's API base URL (``ApiBases.url_for``, where the transport would place the request),
+the path and ``urlencode`` of the parameters (the query httpx would send), and the headers a plain
+dict. The request then goes through the same objects as every httpx request: the
 client's ``AmperityAuth`` (its tokens, the replay after a 401) and ``AmperityTransport`` (routes,
 headers, limits, bounds, retries, statistics), over ``fastwire.AiohttpWire``.
 
@@ -74,8 +75,8 @@ def json_body(value: Any) -> bytes:
 class FastPath:
     """Sends a generated operation's request over aiohttp through the client's auth and transport.
 
-    ``session`` gives the client's aiohttp session; ``base_url`` is the API base URL the generated
-    paths are relative to; ``headers`` go on every request (the user agent).
+    ``session`` gives the client's aiohttp session; ``bases`` places each API's paths at its
+    configured base URL; ``headers`` go on every request (the user agent).
     """
 
     def __init__(
@@ -109,7 +110,8 @@ class FastPath:
         if known is None:
             template = operation.path
             static = template[: template.index("{")] if "{" in template else template
-            known = self._prefixes[operation.operation_id] = (static, self._bases.url_for(operation.api, static))
+            known = (static, self._bases.url_for(operation.api, static))
+            self._prefixes[operation.operation_id] = known
         static, placed = known
         if path.startswith(static):
             return placed + path[len(static) :]
@@ -134,7 +136,9 @@ class FastPath:
         self._transport.admit(route, wire_request, 0 if body is None else len(body))
         return wire_request
 
-    async def send(self, operation: OperationInfo, request: Mapping[str, Any], deadline: float | None = None) -> Answer:
+    async def send(
+        self, operation: OperationInfo, request: Mapping[str, Any], deadline: float | None = None
+    ) -> Answer:
         """The answer to ``request``, body read: tokens, limits, bounds, retries and the replay
         after a 401 as on the httpx path; ``deadline`` (seconds) replaces the client's for this
         call. A non-2xx answer is returned for the caller to raise."""

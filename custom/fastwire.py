@@ -51,7 +51,9 @@ class WireRequest:
 
     __slots__ = ("body", "headers", "method", "url")
 
-    def __init__(self, method: str, url: yarl.URL, headers: dict[str, str], body: bytes | None = None) -> None:
+    def __init__(
+        self, method: str, url: yarl.URL, headers: dict[str, str], body: bytes | None = None
+    ) -> None:
         self.method = method
         self.url = url
         self.headers = headers

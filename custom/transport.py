@@ -211,7 +211,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             idempotent=idempotent,
             counts=self.stats.by_operation.setdefault(label, RequestCounts()),
             unstable=unstable,
-            headers={"amperity-tenant": self._tenant, **({} if version is None else {"api-version": version})},
+            headers={"amperity-tenant": self._tenant} | ({} if version is None else {"api-version": version}),
         )
 
     def admit(self, route: Route, request: Outgoing, body_size: int) -> None:
@@ -220,11 +220,12 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         if route.unstable is not None:
             raise UnstableOperationError(*route.unstable)
         operation = route.operation
-        if operation is not None and operation.max_body_bytes is not None and body_size > operation.max_body_bytes:
+        limit = None if operation is None else operation.max_body_bytes
+        if operation is not None and limit is not None and body_size > limit:
             raise RequestTooLargeError(
                 operation=operation.name,
                 size=body_size,
-                limit=operation.max_body_bytes,
+                limit=limit,
                 method=request.method,
                 url=self._shown_url(request),
             )

@@ -71,7 +71,8 @@ def test_pages_are_synced_by_page_count_and_not_each(tmp_path: Path, fsyncs: lis
         assert len(fsyncs) == started + 2  # the output, then the checkpoint naming it committed
         assert journal.durable == journal.written == journal.position and journal.durable.pages == 5
     checkpoint = Checkpoint.load(checkpoint_of(tmp_path / "out.jsonl"))
-    assert checkpoint is not None and (checkpoint.rows, checkpoint.pages, checkpoint.pending) == (100, 5, None)
+    assert checkpoint is not None
+    assert (checkpoint.rows, checkpoint.pages, checkpoint.pending) == (100, 5, None)
 
 
 @pytest.mark.anyio
