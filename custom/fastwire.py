@@ -111,7 +111,7 @@ class AiohttpWire:
 
     async def send(self, request: WireRequest) -> Answer:
         try:
-            raw = await self._session()._request(
+            raw = await self._session().request(
                 request.method,
                 request.url,
                 headers=request.headers,
