@@ -89,6 +89,18 @@ class ApiBases:
         target = self._targets.get(api)
         return None if target is None or target.url is None else str(target.url).rstrip("/")
 
+    def url_for(self, api: str | None, path: str) -> str:
+        """The absolute URL of ``path`` (as the spec writes it, with its API's base path) at
+        ``api``'s configured base URL: where ``place`` would move a request for it."""
+        target = None if api is None or api in self._in_place else self._targets.get(api)
+        if target is None:
+            return str(self.root).rstrip("/") + path
+        if target.url is None:
+            raise ConfigurationError(target.problem)
+        spec_base = target.spec_base.decode()
+        rest = path[len(spec_base) :] if path.startswith(spec_base) else path
+        return str(target.url).rstrip("/") + rest
+
     def place(self, request: httpx.Request, api: str | None) -> None:
         """Move ``request`` from its spec URL (on the root) to ``api``'s configured base URL, in place.
 

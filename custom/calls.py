@@ -9,8 +9,8 @@ used alone) starts a ``CallContext`` and carries it on the request, where each l
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Protocol
 
 import attrs
 import httpx
@@ -61,7 +61,27 @@ class Bounds:
 
 DEFAULT_BOUNDS = Bounds()
 
-Authorize = Callable[[httpx.Request], Awaitable[None]]
+
+class _URL(Protocol):
+    @property
+    def path(self) -> str: ...
+
+
+class Outgoing(Protocol):
+    """What the layers of a call read and change on its request: an ``httpx.Request`` on the
+    generic path, a ``fastwire.WireRequest`` on the fast one."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def url(self) -> _URL: ...
+
+    @property
+    def headers(self) -> MutableMapping[str, str]: ...
+
+
+Authorize = Callable[[Outgoing], Awaitable[None]]
 
 
 @attrs.define(eq=False)

@@ -6,6 +6,10 @@ httpx.AsyncClient with ``AmperityAuth`` (the call's deadline, tokens, one refres
 attempt, per-attempt bounds, retries) -> the inner transport (aiohttp by default). The generated
 functions use the same httpx client, so raw generated calls get all of it too.
 
+On asyncio with the default connections, ``call``/``pages``/``paginate`` skip httpx: ``fastpath``
+builds each request in one piece and sends it over aiohttp through the same ``AmperityAuth`` and
+``AmperityTransport`` objects (one set of tokens, limits, retries and statistics for both paths).
+
 The client owns one ``Redactor``: it knows the token source's secrets and every token obtained,
 and every error and log line that leaves the client is scrubbed by it.
 
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import inspect
+import json
 import math
 import os
 import warnings
@@ -31,6 +37,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, overloa
 import anyio
 import anyio.abc
 import httpx
+import sniffio
 
 from amperity_async.client import AuthenticatedClient
 from amperity_async.models.error_response import ErrorResponse
@@ -42,7 +49,7 @@ from .auth import AmperityAuth
 from .bases import ApiBases
 from .calls import DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT, Bounds, CallContext
 from .clock import Clock, SystemClock
-from .connections import default_inner_transport
+from .connections import aiohttp_session_of, default_inner_transport
 from .endpoints import Endpoint, ListEndpoint
 from .errors import (
     AmperityError,
@@ -52,8 +59,11 @@ from .errors import (
     ResponseValidationError,
     error_for_response,
 )
+from .fastpath import FastPath
+from .fastwire import Received, as_httpx_response
 from .operations import CONTROL_PLANE, PROFILE, REALTIME, REGISTRY, OperationInfo, OperationRegistry
-from .pagination import ItemIterator, Page, PageIterator, PaginationGuards
+from .pagination import ItemIterator, Page, PageIterator, PaginationGuards, ReadPage
+from .prefetch import AsyncioPrefetcher, Prefetcher, TaskGroupPrefetcher
 from .ratelimit import PerApiLimits, PerOperationLimits, RateLimiter, TokenBucket, Unlimited, choose_limiter
 from .refresher import DEFAULT_UNAUTHORIZED_REFRESH_INTERVAL, TokenRefresher
 from .resources import OperationMethod
@@ -65,6 +75,7 @@ from .urls import checked_url
 from .validation import ResponseValidator
 
 DEFAULT_BASE_URL = "https://app.amperity.com/api"
+_HEADERS = {"user-agent": "amperity-async"}
 # Documented limits: the control-plane API's rate is per tenant ("10 requests per second"), the
 # Profile API's 2000 requests/second across the tenant.
 CONTROL_PLANE_RATE = 10.0
@@ -220,6 +231,9 @@ class AmperityClient(ResourceView):
     - ``max_retry_after``: the longest ``Retry-After`` waited for; a longer one fails that call with
       ``RateLimitError`` at once. ``unauthorized_refresh_interval``: at most one token renewal per
       this many seconds is caused by 401s.
+    - ``fast_path``: on asyncio with the default connections, ``call``/``pages``/``paginate`` send
+      over aiohttp without httpx (same tokens, limits, bounds and retries); ``False`` sends every
+      request through httpx. A ``transport`` given here always sees every request.
     """
 
     def __init__(
@@ -247,6 +261,7 @@ class AmperityClient(ResourceView):
         prefetch: bool = True,
         pagination_guards: PaginationGuards | None = None,
         validate_responses: bool = True,
+        fast_path: bool = True,
         clock: Clock | None = None,
         registry: OperationRegistry = REGISTRY,
     ) -> None:
@@ -318,15 +333,24 @@ class AmperityClient(ResourceView):
             unauthorized_refresh_interval=unauthorized_refresh_interval,
             redactor=self.redactor,
         )
+        call_auth = AmperityAuth(self.refresher, deadline=deadline)
         # The generated functions' URLs carry their API's base path (/api/..., /prof/...): they are
         # resolved against the host, and the transport moves each to its API's configured base URL.
         self._root = str(self.bases.root).rstrip("/")
         self.http: httpx.AsyncClient = _HttpClient(
             base_url=self.bases.root,
-            auth=AmperityAuth(self.refresher, deadline=deadline),
+            auth=call_auth,
             transport=self._transport,
             timeout=bounds.httpx_timeout(),
-            headers={"user-agent": "amperity-async"},
+            headers=_HEADERS,
+        )
+        session = aiohttp_session_of(inner) if fast_path else None
+        self._fast = (
+            None
+            if session is None
+            else FastPath(
+                bases=self.bases, transport=self._transport, auth=call_auth, session=session, headers=_HEADERS
+            )
         )
         # Requests carry tokens from the auth flow above; the generated client's own token field
         # is only read by its sync path, which is disabled.
@@ -337,6 +361,7 @@ class AmperityClient(ResourceView):
         self.generated.set_httpx_client(httpx.Client(transport=_AsyncOnly()))
         self._validator = ResponseValidator() if validate_responses else None
         self._task_group: anyio.abc.TaskGroup | None = None
+        self._prefetcher: Prefetcher | None = None
         # The deadline of calls made within ``within(...)``, per task (None: the client's own).
         self._call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
             "amperity_async_call_deadline", default=None
@@ -354,21 +379,27 @@ class AmperityClient(ResourceView):
 
     async def __aenter__(self) -> Self:
         await self.http.__aenter__()
-        self._task_group = anyio.create_task_group()
-        await self._task_group.__aenter__()
+        if sniffio.current_async_library() == "asyncio":
+            self._prefetcher = AsyncioPrefetcher()
+        else:
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            self._prefetcher = TaskGroupPrefetcher(self._task_group)
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
+            # Prefetches still in flight belong to iterators nobody reads any more.
+            if self._prefetcher is not None:
+                await self._prefetcher.aclose()
             if self._task_group is not None:
-                # Prefetches still in flight belong to iterators nobody reads any more.
                 # The body's own exception is not handed to the task group: it would come back
                 # wrapped in an ExceptionGroup, and prefetch tasks never raise.
-                self._task_group.cancel_scope.cancel()
                 await self._task_group.__aexit__(None, None, None)
         finally:
+            self._prefetcher = None
             self._task_group = None
             await self.http.aclose()
 
@@ -397,27 +428,38 @@ class AmperityClient(ResourceView):
         return info, info.load_module()
 
     async def _send(
-        self, endpoint: Endpoint[..., Any], args: Sequence[Any], params: Mapping[str, Any]
-    ) -> httpx.Response:
+        self,
+        info: OperationInfo,
+        endpoint: Endpoint[..., Any],
+        args: Sequence[Any],
+        params: Mapping[str, Any],
+    ) -> Received:
         try:
             kwargs = endpoint.build_request(*args, **params)
         except TypeError as exc:
             takes = ", ".join(endpoint.argument_names()) or "no arguments"
             raise TypeError(f"{endpoint.name}: {exc}; it takes {takes}") from exc
+        deadline = self._call_deadline.get()
+        fast = self._fast
+        response: Received
         try:
-            request = self._request(kwargs)
-            deadline = self._call_deadline.get()
-            if deadline is not None:
-                # The deadline of ``within``, instead of the client's: the auth flow and the
-                # transport find it on the request.
-                CallContext.start(deadline, self._clock).attach(request)
-            response = await self.http.send(request)
+            if fast is not None and fast.takes(kwargs):
+                response = await fast.send(info, kwargs, deadline)
+            else:
+                request = self._request(kwargs)
+                if deadline is not None:
+                    # The deadline of ``within``, instead of the client's: the auth flow and the
+                    # transport find it on the request.
+                    CallContext.start(deadline, self._clock).attach(request)
+                response = await self.http.send(request)
         except AmperityError as exc:
             self.redactor.scrub_error(exc)
             raise
-        if not response.is_success:
+        status = response.status_code
+        if not 200 <= status < 300:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
-            raise error_for_response(response, scrub=self.redactor.scrub, retry_after=retry_after)
+            error = error_for_response(as_httpx_response(response), scrub=self.redactor.scrub, retry_after=retry_after)
+            raise error
         return response
 
     def _request(self, kwargs: Mapping[str, Any]) -> httpx.Request:
@@ -446,13 +488,13 @@ class AmperityClient(ResourceView):
         finally:
             self._call_deadline.reset(token)
 
-    def _decode(self, info: OperationInfo, response: httpx.Response) -> Any:
+    def _decode(self, info: OperationInfo, response: Received) -> Any:
         request_id = response.headers.get("x-request-id")
         try:
             if self._validator is not None:
                 return self._validator.decode(info, response.content, request_id=request_id)
             try:
-                return response.json()
+                return json.loads(response.content)
             except (ValueError, RecursionError) as exc:
                 raise ResponseValidationError(
                     operation=info.operation_id,
@@ -468,7 +510,7 @@ class AmperityClient(ResourceView):
         self, endpoint: Endpoint[..., T], args: Sequence[Any], params: Mapping[str, Any]
     ) -> T:
         info = self.operation(endpoint)
-        response = await self._send(endpoint, args, params)
+        response = await self._send(info, endpoint, args, params)
         if not endpoint.has_body:
             # No body to parse: the status is the answer (send-event: 202 published, 204 dropped).
             answer = EmptyAnswer(response.status_code, response.headers.get("x-request-id"))
@@ -639,9 +681,7 @@ class AmperityClient(ResourceView):
         info, _ = self._pageable(endpoint, params)
         convert: Callable[[Any], Any] = endpoint.item if isinstance(endpoint, ListEndpoint) else _as_is
 
-        async def fetch(token: str | None) -> Page[Any]:
-            page_params = dict(params, next_token=token) if token else params
-            response = await self._send(endpoint, args, page_params)
+        def read(response: Received, token: str | None) -> Page[Any]:
             body = self._decode(info, response)
             if not isinstance(body, dict) or not isinstance(body.get("data"), list):
                 raise ResponseValidationError(
@@ -662,13 +702,18 @@ class AmperityClient(ResourceView):
                 convert=convert,
             )
 
+        async def fetch(token: str | None) -> ReadPage[Any]:
+            page_params = dict(params, next_token=token) if token else params
+            response = await self._send(info, endpoint, args, page_params)
+            return functools.partial(read, response, token)
+
         use_prefetch = self.prefetch if prefetch is None else prefetch
         return PageIterator(
             info.operation_id,
             fetch,
             start_token=start_token,
             max_pages=max_pages,
-            spawner=self._task_group if use_prefetch else None,
+            prefetcher=self._prefetcher if use_prefetch else None,
             item_key=info.item_key,
             guards=pagination_guards or self.pagination_guards,
         )

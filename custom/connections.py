@@ -1,4 +1,5 @@
-"""The inner transport: pooled connections, httpx-aiohttp on asyncio and httpx's own on trio.
+"""The inner transport: pooled connections, httpx-aiohttp on asyncio and httpx's own on trio; on
+asyncio the fast path (``fastwire``) sends on the same aiohttp session, so both share one pool.
 
 aiohttp quietly sends an idempotent request a second time when a pooled connection turns out to
 be closed; that second send would pass neither the rate limiter nor the statistics, nor the
@@ -10,33 +11,50 @@ from __future__ import annotations
 
 import ssl
 
+import aiohttp
 import httpx
 import sniffio
 
 DEFAULT_MAX_CONNECTIONS = 100
 
 
-def _aiohttp_transport(limits: httpx.Limits, verify: ssl.SSLContext | bool) -> httpx.AsyncBaseTransport:
-    import aiohttp
+class AiohttpSession:
+    """The client's one aiohttp session (its connection pool), made on first use inside the
+    running event loop, as aiohttp wants; shared by the fast path and httpx-aiohttp."""
+
+    def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool) -> None:
+        self._limits = limits
+        self._verify = verify
+        self._session: aiohttp.ClientSession | None = None
+
+    def __call__(self) -> aiohttp.ClientSession:
+        session = self._session
+        if session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limits.max_connections or 0,
+                keepalive_timeout=self._limits.keepalive_expiry,
+                ssl=httpx.create_ssl_context(verify=self._verify),
+            )
+            # Amperity's APIs set no cookies: no jar to consult on every request.
+            session = self._session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            )
+            # The switch aiohttp's own test client uses; without it a request on a pooled
+            # connection the server has closed is silently sent again.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
+        return session
+
+    async def aclose(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+
+
+def _aiohttp_transport(session: AiohttpSession) -> httpx.AsyncBaseTransport:
     from httpx_aiohttp import AiohttpTransport
 
-    ssl_context = httpx.create_ssl_context(verify=verify)
-
-    def session() -> aiohttp.ClientSession:
-        # Made on the first request, inside the running event loop, as aiohttp wants.
-        connector = aiohttp.TCPConnector(
-            limit=limits.max_connections or 0,
-            keepalive_timeout=limits.keepalive_expiry,
-            ssl=ssl_context,
-        )
-        made = aiohttp.ClientSession(connector=connector)
-        # The switch aiohttp's own test client uses; without it a request on a pooled connection the
-        # server has closed is silently sent again.
-        if hasattr(made, "_retry_connection"):
-            made._retry_connection = False
-        return made
-
-    transport: httpx.AsyncBaseTransport = AiohttpTransport(limits=limits, verify=verify, client=session)
+    transport: httpx.AsyncBaseTransport = AiohttpTransport(client=session)
     return transport
 
 
@@ -44,21 +62,19 @@ class _PerBackendTransport(httpx.AsyncBaseTransport):
     """httpx-aiohttp on asyncio, httpx's own transport on trio (aiohttp runs on asyncio only).
 
     The choice waits for the first request, because clients are often built before the event
-    loop runs.
+    loop runs. ``aiohttp_session`` is the session the fast path sends on (asyncio only).
     """
 
     def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool) -> None:
         self._limits = limits
         self._verify = verify
         self._chosen: httpx.AsyncBaseTransport | None = None
+        self.aiohttp_session = AiohttpSession(limits=limits, verify=verify)
 
     def _choose(self) -> httpx.AsyncBaseTransport:
         transport: httpx.AsyncBaseTransport
         if sniffio.current_async_library() == "asyncio":
-            try:
-                transport = _aiohttp_transport(self._limits, self._verify)
-            except ImportError:  # the fast transport is a dependency, but may be uninstalled
-                transport = httpx.AsyncHTTPTransport(limits=self._limits, verify=self._verify)
+            transport = _aiohttp_transport(self.aiohttp_session)
         else:
             transport = httpx.AsyncHTTPTransport(limits=self._limits, verify=self._verify)
         self._chosen = transport
@@ -74,11 +90,20 @@ class _PerBackendTransport(httpx.AsyncBaseTransport):
         return await transport.handle_async_request(request)
 
     async def aclose(self) -> None:
-        if self._chosen is not None:
-            await self._chosen.aclose()
+        try:
+            if self._chosen is not None:
+                await self._chosen.aclose()
+        finally:
+            await self.aiohttp_session.aclose()
 
     def __repr__(self) -> str:
         return f"default_inner_transport(chosen={type(self._chosen).__name__ if self._chosen else None})"
+
+
+def aiohttp_session_of(transport: httpx.AsyncBaseTransport) -> AiohttpSession | None:
+    """The aiohttp session behind ``transport`` when it is the default one (else None: a transport
+    given by the caller, such as a test's, must see every request)."""
+    return transport.aiohttp_session if isinstance(transport, _PerBackendTransport) else None
 
 
 def default_inner_transport(

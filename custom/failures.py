@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Iterator
 
 import aiohttp
+import aiohttp.http_exceptions
 import attrs
 import httpx
 
@@ -104,7 +105,16 @@ def _from_os_error(error: OSError, source: BaseException, *, connecting: bool) -
     return None
 
 
-def _from_aiohttp(error: aiohttp.ClientError) -> Failure:
+def _undecodable(error: BaseException) -> Failure:
+    # The server's bytes contradict its Content-Encoding: another attempt would get the same.
+    return _failure(
+        PROTOCOL, error, never_sent=False, transient=False, summary="response body could not be decoded"
+    )
+
+
+def _from_aiohttp(error: aiohttp.ClientError, chain: list[BaseException]) -> Failure:
+    if any(isinstance(inner, aiohttp.http_exceptions.ContentEncodingError) for inner in chain):
+        return _undecodable(error)  # aiohttp's own inflating, on the fast path
     dns_error = getattr(aiohttp, "ClientConnectorDNSError", None)
     if dns_error is not None and isinstance(error, dns_error):
         return _failure(DNS, error, never_sent=True)
@@ -142,10 +152,7 @@ def _from_httpx(error: httpx.HTTPError, chain: list[BaseException]) -> Failure:
     if isinstance(error, httpx.NetworkError):
         return _failure(DROPPED, error, never_sent=False)
     if isinstance(error, httpx.DecodingError):
-        # The server's bytes contradict its Content-Encoding: another attempt would get the same.
-        return _failure(
-            PROTOCOL, error, never_sent=False, transient=False, summary="response body could not be decoded"
-        )
+        return _undecodable(error)
     return _failure(PROTOCOL, error, never_sent=False)
 
 
@@ -154,7 +161,7 @@ def classify(exc: BaseException) -> Failure:
     chain = list(_chain(exc))
     for inner in chain:
         if isinstance(inner, aiohttp.ClientError):
-            return _from_aiohttp(inner)
+            return _from_aiohttp(inner, chain)
     if isinstance(exc, httpx.HTTPError):
         return _from_httpx(exc, chain)
     if isinstance(exc, OSError):

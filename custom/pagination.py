@@ -16,15 +16,15 @@ that is partly new delivers its new items.
 from __future__ import annotations
 
 import json
-import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.abc
 import attrs
 
-from .errors import AmperityError, ConfigurationError, PaginationError, ResponseValidationError
+from .errors import ConfigurationError, PaginationError, ResponseValidationError
+from .prefetch import Ahead, Prefetcher, TaskGroupPrefetcher
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
@@ -104,7 +104,14 @@ class Page(Generic[T]):
         return iter(self.data)
 
 
-FetchPage = Callable[[str | None], Awaitable[Page[T]]]
+ReadPage = Callable[[], Page[T]]
+FetchPage = Callable[[str | None], Coroutine[Any, Any, Page[T] | ReadPage[T]]]
+"""Fetches the page after a cursor (None: the first page): the page, or a function that reads it
+from what was received. A prefetch then holds only the received bytes; the page's items are decoded
+when the caller asks for the page, so they live in memory for a shorter time."""
+
+
+_STR_ONLY = {str}
 
 
 def _whole(item: Any) -> Hashable:
@@ -126,7 +133,7 @@ def page_identities(item_key: str | None) -> Callable[[list[Any]], list[Hashable
             except (KeyError, TypeError):
                 pass
             else:
-                if all(type(key) is str for key in keys):
+                if set(map(type, keys)) == _STR_ONLY:
                     return keys
             return [by_key(item) for item in raw]
         return [_whole(item) for item in raw]
@@ -211,33 +218,14 @@ class _LoopGuard(Generic[T]):
         return attrs.evolve(page, raw=fresh, repeated=page.repeated + len(page.raw) - len(fresh))
 
 
-@attrs.define(eq=False)
-class _Prefetch(Generic[T]):
-    """A page being fetched ahead; deliberately holds no reference to its iterator."""
-
-    done: anyio.Event = attrs.field(factory=anyio.Event)
-    scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope)
-    page: Page[T] | None = None
-    error: BaseException | None = None
-
-    def cancel(self) -> None:
-        if not self.done.is_set():
-            try:
-                self.scope.cancel()
-            except RuntimeError:
-                pass  # the event loop is already gone, and the fetch with it
-
-    async def run(self, fetch: FetchPage[T], token: str) -> None:
-        try:
-            with self.scope:
-                try:
-                    self.page = await fetch(token)
-                except Exception as exc:  # handed to the consumer, who raises it in its own task
-                    self.error = exc
-        finally:
-            if self.page is None and self.error is None:
-                self.error = AmperityError("the client was closed while the next page was being fetched")
-            self.done.set()
+def _read_checked(
+    got: Page[T] | ReadPage[T], guard: _LoopGuard[T], count: int
+) -> tuple[Page[T], PaginationError | None]:
+    """Page number ``count`` as fetched, checked by the loop guard."""
+    page = got if isinstance(got, Page) else got()
+    if not page.next_token:
+        page.next_token = None  # "" ends the list just as an absent or null cursor does
+    return guard.check(page, count)
 
 
 class PageIterator(Generic[T]):
@@ -247,8 +235,9 @@ class PageIterator(Generic[T]):
     ``max_pages`` stops after that many pages, with ``next_token`` where the list goes on. A list
     that does not progress raises ``PaginationError`` (see ``PaginationGuards``): after the page
     that brought new items, or instead of a page that brought none, ``next_token`` then still
-    pointing after the last page delivered. Breaking out of the loop, ``aclose()`` or leaving
-    ``async with`` cancels a prefetch in flight.
+    pointing after the last page delivered. With a ``prefetcher`` (or an anyio task group as
+    ``spawner``) the next page is fetched while the caller works on the current one; breaking out
+    of the loop, ``aclose()`` or leaving ``async with`` cancels a prefetch in flight.
     """
 
     def __init__(
@@ -259,6 +248,7 @@ class PageIterator(Generic[T]):
         start_token: str | None = None,
         max_pages: int | None = None,
         spawner: anyio.abc.TaskGroup | None = None,
+        prefetcher: Prefetcher | None = None,
         item_key: str | None = None,
         guards: PaginationGuards | None = None,
     ) -> None:
@@ -268,7 +258,7 @@ class PageIterator(Generic[T]):
             raise ValueError(f"max_pages must be >= 0, got {max_pages}")
         self.operation = operation
         self._fetch = fetch
-        self._spawner = spawner
+        self._prefetcher = prefetcher or (TaskGroupPrefetcher(spawner) if spawner is not None else None)
         self._max_pages = max_pages
         self.next_token: str | None = start_token
         self.total: int | None = None
@@ -278,9 +268,8 @@ class PageIterator(Generic[T]):
         self._guard: _LoopGuard[T] = _LoopGuard(
             operation, guards or PaginationGuards(), page_identities(item_key), start_token
         )
-        self._ahead: _Prefetch[T] | None = None
+        self._ahead: Ahead[Page[T] | ReadPage[T]] | None = None
         self._stop: PaginationError | None = None
-        self._finalizer: weakref.finalize[Any, Any] | None = None
 
     def __aiter__(self) -> PageIterator[T]:
         return self
@@ -293,27 +282,16 @@ class PageIterator(Generic[T]):
         if self._finished or (self._started and self.next_token is None):
             self._finished = True
             raise StopAsyncIteration
-        token = self.next_token
         ahead, self._ahead = self._ahead, None
-        if ahead is not None:
-            await ahead.done.wait()
-            if ahead.error is not None:
-                self._finished = True
-                raise ahead.error
-            assert ahead.page is not None
-            page = ahead.page
-        else:
-            try:
-                page = await self._fetch(token)
-            except BaseException:
-                self._finished = True
-                raise
+        try:
+            got = await (ahead.result() if ahead is not None else self._fetch(self.next_token))
+            page, stop = _read_checked(got, self._guard, self.pages_fetched + 1)
+        except BaseException:
+            self._finished = True
+            raise
         self._started = True
         self.pages_fetched += 1
         self.total = page.total if page.total is not None else self.total
-        if not page.next_token:
-            page.next_token = None  # "" ends the list just as an absent or null cursor does
-        page, stop = self._guard.check(page, self.pages_fetched)
         if stop is not None and not page.raw:
             # Nothing new to deliver: stop at once, next_token still after the last page delivered.
             self._finished = True
@@ -324,20 +302,17 @@ class PageIterator(Generic[T]):
             return page
         if self._max_pages is not None and self.pages_fetched >= self._max_pages:
             self._finished = True
-        elif next_token is not None and self._spawner is not None:
-            self._start_prefetch(next_token)
+        elif next_token is not None and self._prefetcher is not None:
+            # The fetch holds no reference to this iterator: one left with `break` is collected,
+            # and its fetch cancelled, at once.
+            self._ahead = self._prefetcher.start(self._fetch(next_token))
         return page
 
-    def _start_prefetch(self, token: str) -> None:
-        assert self._spawner is not None
-        ahead: _Prefetch[T] = _Prefetch()
-        self._ahead = ahead
-        fetch = self._fetch
-        self._spawner.start_soon(ahead.run, fetch, token)
+    def __del__(self) -> None:
         # A loop left with `break` drops the iterator without closing it: cancel the fetch then.
-        if self._finalizer is not None:
-            self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, ahead.cancel)
+        ahead = self.__dict__.get("_ahead")
+        if ahead is not None:
+            ahead.cancel()
 
     async def aclose(self) -> None:
         self._finished = True
@@ -345,10 +320,7 @@ class PageIterator(Generic[T]):
         if ahead is not None:
             ahead.cancel()
             with anyio.CancelScope(shield=True):
-                await ahead.done.wait()
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
+                await ahead.wait()
 
     async def __aenter__(self) -> PageIterator[T]:
         return self
@@ -390,8 +362,8 @@ class ItemIterator(Generic[T]):
             for item in self._items:
                 self.items_yielded += 1
                 return item
-            if self._failure is not None:
-                failure, self._failure = self._failure, None
+            failure, self._failure = self._failure, None
+            if failure is not None:
                 raise failure
             page = await self.pages.__anext__()
             self._items, self._failure = _convert_page(page)

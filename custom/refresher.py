@@ -126,6 +126,11 @@ class TokenRefresher:
         """The token held now (possibly due for renewal), or ``None`` before the first one."""
         return self._token
 
+    def fresh(self) -> Token | None:
+        """The current token if it needs no renewal (no await needed), else ``None``: ``await get()``."""
+        token = self._token
+        return token if token is not None and self._is_fresh() else None
+
     async def get(self) -> Token:
         """The current token, renewed first if it is within the leeway of its expiry."""
         while True:

@@ -23,6 +23,11 @@
 
 The response body is read here, so that a connection dropped while the body streams in is retried
 like any other dropped connection, and so that no discarded attempt holds a connection.
+
+All of it is ``exchange``, which sends through a ``Wire``: httpx requests come through
+``handle_async_request`` (the generated functions, any httpx transport), and the client's fast path
+calls ``exchange`` with its own requests over aiohttp (``fastwire``); routes, headers, limits,
+bounds, retries and their statistics are this one object's for both.
 """
 
 from __future__ import annotations
@@ -33,14 +38,15 @@ import math
 import warnings
 from collections.abc import Callable, Mapping
 from random import random as _uniform
+from typing import TypeVar
 
 import attrs
 import httpx
 
 from . import attempt
-from .attempt import AttemptFailed, BodyTooLarge
+from .attempt import AttemptFailed, BodyTooLarge, HttpxWire, Wire
 from .bases import ApiBases
-from .calls import DEFAULT_BOUNDS, Bounds, CallContext
+from .calls import DEFAULT_BOUNDS, Bounds, CallContext, Outgoing
 from .clock import Clock, SystemClock
 from .errors import (
     AmperityDeprecationWarning,
@@ -60,7 +66,8 @@ logger = logging.getLogger("amperity_async")
 IDEMPOTENT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 NON_IDEMPOTENT_RETRY_STATUSES = frozenset({429})
 UNKNOWN_OPERATION = "(unknown operation)"
-_DEPRECATION_HEADERS = (b"deprecation", b"sunset")
+Q = TypeVar("Q", bound=Outgoing)
+R = TypeVar("R")
 
 
 @attrs.define
@@ -82,7 +89,7 @@ class TransportStats(RequestCounts):
 
 
 @attrs.define(eq=False)
-class _Route:
+class Route:
     """What the transport needs to know about requests to one method and path, worked out once."""
 
     operation: OperationInfo | None
@@ -94,6 +101,8 @@ class _Route:
     idempotent: bool
     counts: RequestCounts
     unstable: tuple[str, str, str] | None
+    headers: Mapping[str, str]
+    """The headers every request of the route carries (tenant, api-version)."""
 
 
 def _attempts(count: int) -> str:
@@ -129,6 +138,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         if not tenant:
             raise ValueError("tenant must be the Amperity tenant ID, e.g. 'acme'")
         self._inner = inner
+        self._wire = HttpxWire(inner)
         self._tenant = tenant
         self._bases = bases
         self._api_versions = dict(api_versions)
@@ -145,6 +155,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
         # Paginating calls one path over and over; ids in paths make the set of paths open-ended,
         # hence a bounded cache.
         self._route = functools.lru_cache(maxsize=2048)(self._find_route)
+        self._routes_by_operation: dict[str, Route] = {}
 
     @property
     def bounds(self) -> Bounds:
@@ -161,8 +172,18 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             return self._registry.default_version(api)
         return self._api_versions.get(CONTROL_PLANE) or self._registry.default_version(CONTROL_PLANE)
 
-    def _find_route(self, method: str, path: str) -> _Route:
-        operation = self._registry.match(method, path)
+    def _find_route(self, method: str, path: str) -> Route:
+        return self._route_for(self._registry.match(method, path), method, path)
+
+    def route_of(self, operation: OperationInfo) -> Route:
+        """The route of ``operation``'s requests, for a caller that knows the operation already."""
+        route = self._routes_by_operation.get(operation.operation_id)
+        if route is None:
+            route = self._route_for(operation, operation.method, operation.path)
+            self._routes_by_operation[operation.operation_id] = route
+        return route
+
+    def _route_for(self, operation: OperationInfo | None, method: str, path: str) -> Route:
         unstable = None
         if operation is None:
             found = self._registry.api_of_path(path)
@@ -181,7 +202,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
                 if idempotent
                 else NON_IDEMPOTENT_RETRY_STATUSES | operation.retryable_statuses
             )
-        return _Route(
+        return Route(
             operation=operation,
             label=label,
             api=api,
@@ -190,41 +211,53 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             idempotent=idempotent,
             counts=self.stats.by_operation.setdefault(label, RequestCounts()),
             unstable=unstable,
+            headers={"amperity-tenant": self._tenant} | ({} if version is None else {"api-version": version}),
         )
 
+    def admit(self, route: Route, request: Outgoing, body_size: int) -> None:
+        """Refuse, before anything is sent, a request its route must not send: an unstable-only
+        operation under a stable version, a body larger than the operation accepts."""
+        if route.unstable is not None:
+            raise UnstableOperationError(*route.unstable)
+        operation = route.operation
+        limit = None if operation is None else operation.max_body_bytes
+        if operation is not None and limit is not None and body_size > limit:
+            raise RequestTooLargeError(
+                operation=operation.name,
+                size=body_size,
+                limit=limit,
+                method=request.method,
+                url=self._shown_url(request),
+            )
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        route = self._route(request.method, request.url.path)
+        # The path as sent: an argument holding "/" (quoted in the URL) stays one segment.
+        route = self._route(request.method, request.url.raw_path.partition(b"?")[0].decode("ascii"))
         if route.unstable is not None:
             raise UnstableOperationError(*route.unstable)
         if self._bases is not None:
             self._bases.place(request, route.api)
         headers = request.headers
-        headers["amperity-tenant"] = self._tenant
-        if route.api_version is not None:
-            headers["api-version"] = route.api_version
+        headers.update(route.headers)
         if not isinstance(request.stream, httpx.ByteStream):
             # A streamed body cannot be sent twice; buffer it so that a retry sends the same bytes,
             # with its length now known (some endpoints refuse chunked bodies).
             await request.aread()
             headers.pop("transfer-encoding", None)
             headers["content-length"] = str(len(request.content))
-        operation = route.operation
-        if operation is not None and operation.max_body_bytes is not None:
-            size = len(request.content)
-            if size > operation.max_body_bytes:
-                raise RequestTooLargeError(
-                    operation=operation.name,
-                    size=size,
-                    limit=operation.max_body_bytes,
-                    method=request.method,
-                    url=self._shown_url(request),
-                )
+        self.admit(route, request, len(request.content))
         context = CallContext.of(request)
         if context is None:
             context = CallContext.start(self._bounds.deadline, self._clock)
             context.attach(request)
+        return await self.exchange(request, route, context, self._wire)
+
+    async def exchange(self, request: Q, route: Route, context: CallContext, wire: Wire[Q, R]) -> R:
+        """Send ``request`` (carrying ``route.headers`` already) through ``wire`` within ``context``:
+        the limiter's turn and a current token before each attempt, the attempt's bounds, retries.
+        Returns the answer with its body read; a non-2xx answer is returned when not retried."""
         limiter = self._limiter_for(route.operation)
-        clock, stats, counts, inner = self._clock, self.stats, route.counts, self._inner
+        clock, stats, counts = self._clock, self.stats, route.counts
         max_bytes = self._bounds.max_response_bytes
         retry = 0
         while True:
@@ -232,21 +265,27 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             stats.requests += 1
             counts.requests += 1
             limit_at, bound = self._attempt_limit(context)
-            response: httpx.Response | None = None
+            response: R | None = None
             try:
                 with attempt.bounded(clock, limit_at, bound):
-                    response = await attempt.send(inner, request)
+                    response = await wire.send(request)
                     if route.label not in self._deprecations_warned:
-                        self._check_deprecation(route, response)
+                        self._check_deprecation(route, wire.deprecation(response))
                     status_delay = None
-                    if response.status_code >= 400:
+                    status = wire.status(response)
+                    if status >= 400:
+                        retry_after = (
+                            wire.header(response, "retry-after")
+                            if status == 429 or status in route.retry_statuses
+                            else None
+                        )
                         status_delay = self._delay_after_status(
-                            request, route, response, limiter, retry, context
+                            request, route, status, retry_after, limiter, retry, context
                         )
                     if status_delay is None:
-                        await attempt.read_body(response, max_bytes)
+                        await wire.read_body(response, max_bytes)
                         return response
-                    await attempt.close(response)
+                    await wire.close(response)
                 delay = status_delay
             except AttemptFailed as exc:
                 # Before the headers came, a failure may prove the request never left.
@@ -259,9 +298,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             await clock.sleep_until(clock.now() + delay)
             retry += 1
 
-    async def _wait_turn(
-        self, request: httpx.Request, limiter: RateLimiter | None, context: CallContext
-    ) -> None:
+    async def _wait_turn(self, request: Outgoing, limiter: RateLimiter | None, context: CallContext) -> None:
         """The rate limiter's wait, then a current token on the request; within the deadline."""
         authorize = context.authorize
         if limiter is None and authorize is None:
@@ -294,25 +331,25 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             return context.deadline_at, "deadline"
         return per_attempt, "timeout"
 
-    def _shown_url(self, request: httpx.Request) -> str:
+    def _shown_url(self, request: Outgoing) -> str:
         return self._redactor.scrub(str(request.url))
 
     def _delay_after_status(
         self,
-        request: httpx.Request,
-        route: _Route,
-        response: httpx.Response,
+        request: Outgoing,
+        route: Route,
+        status: int,
+        retry_after_text: str | None,
         limiter: RateLimiter | None,
         retry: int,
         context: CallContext,
     ) -> float | None:
         """Seconds to wait before retrying after an error status, or ``None`` to return it."""
-        status = response.status_code
         counts = route.counts
         policy = self._retry
         retry_after: float | None = None
         if status == 429 or status in route.retry_statuses:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
+            retry_after = parse_retry_after(retry_after_text, self._clock.time())
         too_long = policy.exceeds_cap(retry_after)
         if status == 429:
             self.stats.rate_limited += 1
@@ -354,8 +391,8 @@ class AmperityTransport(httpx.AsyncBaseTransport):
 
     def _delay_after_failure(
         self,
-        request: httpx.Request,
-        route: _Route,
+        request: Outgoing,
+        route: Route,
         failed: AttemptFailed,
         retry: int,
         context: CallContext,
@@ -407,7 +444,7 @@ class AmperityTransport(httpx.AsyncBaseTransport):
 
     def _error_for(
         self,
-        request: httpx.Request,
+        request: Outgoing,
         failed: AttemptFailed,
         context: CallContext,
         why_not: str,
@@ -434,17 +471,10 @@ class AmperityTransport(httpx.AsyncBaseTransport):
             )
         return APITimeoutError(message, method=method, url=url, bound="timeout", seconds=self._bounds.timeout)
 
-    def _check_deprecation(self, route: _Route, response: httpx.Response) -> None:
-        # Runs on every response until the operation has warned: one pass over the raw headers
-        # costs less than two lookups by name.
-        for key, _ in response.headers.raw:
-            if key.lower() in _DEPRECATION_HEADERS:
-                break
-        else:
+    def _check_deprecation(self, route: Route, found: tuple[str | None, str | None] | None) -> None:
+        if found is None:
             return
-        headers = response.headers
-        deprecation = headers.get("deprecation")
-        sunset = headers.get("sunset")
+        deprecation, sunset = found
         self._deprecations_warned.add(route.label)
         self._log.warning(
             "%s is deprecated by Amperity (Deprecation: %s, Sunset: %s, api-version %s)",

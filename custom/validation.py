@@ -2,9 +2,10 @@
 
 Generated ``from_dict`` methods trust the server: a missing field surfaces as a bare KeyError and a
 wrong type often not at all. Here each operation's response schema (from the packaged normalized
-spec) is compiled once into msgspec types, which decode and check a page in C, naming the exact
-field on failure. Unknown fields pass (Amperity adds fields as a non-breaking change), and so do
-new enum values. Where the documents are silent the check is liberal: an optional field may be null
+spec) is compiled once into msgspec types. A body is decoded once, to plain JSON data (what pages
+hand out and models are built from), and that data is checked against the types in C
+(``msgspec.convert``), naming the exact field on failure. Unknown fields pass (Amperity adds
+fields as a non-breaking change), and so do new enum values. Where the documents are silent the check is liberal: an optional field may be null
 (Amperity's servers send null for values they do not have, such as a running workflow's
 ``ended_at`` or a last page's ``next_token``). Where they are explicit it is strict: a required field
 that is missing, null or of the wrong type is an error naming the field.
@@ -83,28 +84,33 @@ class SchemaCompiler:
                 else:
                     fields.append((prop, Union[typ, None, msgspec.UnsetType], msgspec.UNSET))  # noqa: UP007
             fields.sort(key=lambda f: len(f) == 3)  # msgspec wants required fields first
-            return msgspec.defstruct(name, fields, forbid_unknown_fields=False)
+            # Only ever built to check data and dropped at once, never in a cycle: not tracked by
+            # the garbage collector, which would otherwise run more often on every page.
+            return msgspec.defstruct(name, fields, forbid_unknown_fields=False, gc=False)
         if isinstance(kind, str) and kind in _SCALARS:
             return _SCALARS[kind]
         return Any
 
 
+_NOT_COMPILED = object()
+
+
 class ResponseValidator:
-    """Decodes a 2xx body to plain JSON data after checking it against the operation's schema."""
+    """Decodes a 2xx body to plain JSON data, checked against the operation's schema."""
 
     def __init__(self, document: Mapping[str, Any] | None = None) -> None:
         self._document = document if document is not None else load_packaged_spec()
         self._compiler = SchemaCompiler(self._document)
-        self._decoders: dict[str, msgspec.json.Decoder[Any] | None] = {}
+        self._shapes: dict[str, Any] = {}
         self._plain = msgspec.json.Decoder()
 
-    def _decoder(self, op: OperationInfo) -> msgspec.json.Decoder[Any] | None:
-        if op.operation_id not in self._decoders:
+    def shape(self, op: OperationInfo) -> Any:
+        """The msgspec type a 2xx body of ``op`` must convert to (None: the spec declares none)."""
+        shape = self._shapes.get(op.operation_id, _NOT_COMPILED)
+        if shape is _NOT_COMPILED:
             schema = self._success_schema(op)
-            self._decoders[op.operation_id] = (
-                msgspec.json.Decoder(self._compiler.compile(schema)) if schema is not None else None
-            )
-        return self._decoders[op.operation_id]
+            shape = self._shapes[op.operation_id] = None if schema is None else self._compiler.compile(schema)
+        return shape
 
     def _success_schema(self, op: OperationInfo) -> Mapping[str, Any] | None:
         operation = self._document["paths"][op.path][op.method.lower()]
@@ -118,11 +124,12 @@ class ResponseValidator:
         return None
 
     def decode(self, op: OperationInfo, content: bytes, *, request_id: str | None = None) -> Any:
-        decoder = self._decoder(op)
+        shape = self.shape(op)
         try:
-            if decoder is not None:
-                decoder.decode(content)
-            return self._plain.decode(content)
+            data = self._plain.decode(content)
+            if shape is not None:
+                msgspec.convert(data, shape)  # only checks: the plain data is what callers get
+            return data
         except msgspec.ValidationError as exc:
             message = str(exc)
             match = _PATH_IN_ERROR.search(message)
@@ -134,11 +141,12 @@ class ResponseValidator:
             raise ResponseValidationError(
                 operation=op.operation_id, field=field or "(body)", detail=detail, request_id=request_id
             ) from exc
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             snippet = content[:120].decode("utf-8", "replace")
+            what = "not JSON" if isinstance(exc, msgspec.DecodeError) else "JSON nested too deeply"
             raise ResponseValidationError(
                 operation=op.operation_id,
                 field="(body)",
-                detail=f"not JSON ({exc}); body starts with {snippet!r}",
+                detail=f"{what} ({exc}); body starts with {snippet!r}",
                 request_id=request_id,
             ) from exc

@@ -120,7 +120,10 @@ def test_a_read_only_disk_fails_in_one_line_and_the_resume_completes(
     assert main(["extract", "list_segment", "--limit", "50", "--out", str(out)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Read-only file system" in err[0] and "--resume" in err[0], err
-    assert state(out)["rows"] == 100 and out.stat().st_size == len(b"".join(reference.read_bytes().splitlines(True)[:100]))
+    # Two writes went through (pages are written in groups); the checkpoint says exactly what they hold.
+    rows = state(out)["rows"]
+    assert rows >= 100 and rows % 50 == 0
+    assert out.read_bytes() == b"".join(reference.read_bytes().splitlines(True)[:rows])
     monkeypatch.setattr(output_module.os, "pwrite", real_pwrite)
     assert main(["extract", "list_segment", "--limit", "50", "--out", str(out), "--resume"]) == 0
     assert out.read_bytes() == reference.read_bytes()

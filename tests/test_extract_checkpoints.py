@@ -172,14 +172,22 @@ def _garbage(document: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("change", "expected"),
-    [(_wrong_offset, "differ"), (_null_cursor, "no cursor"), (_old_format, "another version"), (_garbage, "damaged")],
+    [
+        # Past the end of the file when the run was stopped between pages, else inside a page.
+        (_wrong_offset, ("differ", "shorter")),
+        (_null_cursor, ("no cursor",)),
+        (_old_format, ("another version",)),
+        (_garbage, ("damaged",)),
+    ],
     ids=["wrong-offset", "null-cursor", "old-format", "garbage"],
 )
-def test_resume_refuses_a_doctored_checkpoint(fake_tenant: Any, partial: Path, change: Any, expected: str) -> None:
+def test_resume_refuses_a_doctored_checkpoint(
+    fake_tenant: Any, partial: Path, change: Any, expected: tuple[str, ...]
+) -> None:
     kept = partial.read_bytes()
     _doctor(partial, change)
     refused = resume(partial, cli_env(fake_tenant))
-    assert refused.returncode == 2 and expected in one_line(refused)
+    assert refused.returncode == 2 and any(word in one_line(refused) for word in expected)
     assert partial.read_bytes() == kept  # no NUL padding, no rows written twice
 
 

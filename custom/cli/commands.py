@@ -17,6 +17,7 @@ from ..tokens import ClientCredentials
 from ..client import AmperityClient
 from ..extract import (
     Connection,
+    Durability,
     ExtractStats,
     FolderJob,
     ListJob,
@@ -111,7 +112,8 @@ async def cmd_extract(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite, on_page=progress.tracker(),
             )
         else:
-            how_ = Resumption(resume=args.resume, overwrite=args.overwrite)
+            durability = Durability(pages=args.sync_pages, seconds=args.sync_seconds)
+            how_ = Resumption(resume=args.resume, overwrite=args.overwrite, durability=durability)
             stats = await extract_plan(client, plan, out, how_, on_page=progress.tracker())
         progress.finish()
         print(summary_table([stats], client.stats), file=sys.stderr)

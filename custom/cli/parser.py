@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from typing import NoReturn
 
 from ..client import DEFAULT_BASE_URL
+from ..extract import Durability
 from ..operations import CONTROL_PLANE, PROFILE, REGISTRY
 from .failures import UsageError
 
@@ -32,6 +34,25 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 
 _positive = _at_least(1)
 _non_negative = _at_least(0)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
+def _add_durability_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = Durability()
+    group = parser.add_argument_group("durability (a killed run loses nothing; a machine that stops, what was not synced)")
+    group.add_argument("--sync-pages", type=_positive, default=defaults.pages, metavar="N",
+                       help="sync the output and its checkpoint to disk after N pages (default %(default)s)")
+    group.add_argument("--sync-seconds", type=_seconds, default=defaults.seconds, metavar="S",
+                       help="... or after S seconds, whichever comes first (default %(default)s)")
 
 
 def _add_debug(parser: argparse.ArgumentParser) -> None:
@@ -91,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--shards", type=_positive,
                          help="split the time window into N shards extracted concurrently (default: --workers)")
     _add_workers(extract, "the time window's shards (a list without a window is read by one)")
+    _add_durability_flags(extract)
     _add_connection_flags(extract)
     _add_debug(extract)
 

@@ -26,7 +26,7 @@ from .errors import (
 )
 from .everything import MANIFEST_NAME, FolderJob, Manifest, extract_all
 from .files import ExtractStats, extract_plan, extract_to_file, extract_to_stream
-from .journal import Resumption
+from .journal import Durability, Resumption
 from .plan import Plan
 from .on_dask import run_on_dask
 from .shards import ListJob, extract_sharded
@@ -55,6 +55,7 @@ __all__ = [
     "run_shard_sync",
     "CheckpointError",
     "Cursor",
+    "Durability",
     "ExtractStats",
     "ExtractionError",
     "ExtractionInputError",

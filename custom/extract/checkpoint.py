@@ -7,12 +7,14 @@ A checkpoint binds an output file to
 - the **file**: device and inode, and for each position the verified length and the sha256 of
   every byte up to it.
 
-``committed`` is what the file durably holds; ``pending`` is the page being written, if any. The
-checkpoint naming the pending page is written before the page, so a process that dies in between
-leaves the file at ``committed`` (or part-way to ``pending``), and one that got through leaves it
-at ``pending``. A file at neither was changed by someone else. The summary fields at the top
+``committed`` is what the file durably holds (synced to disk); ``pending`` is what has been written
+since, up to the end of the page being written, if any. The checkpoint naming the pending page is
+written before the page, so a process that dies in between leaves the file at ``committed`` (or
+part-way to ``pending``), and one that got through leaves it at ``pending``; a machine that stops
+may lose what was not synced, and leaves the file at ``committed`` or beyond. A file at neither,
+or shorter than ``committed``, was changed by someone else. The summary fields at the top
 (``rows``, ``pages``, ``done``) describe ``committed`` only: a checkpoint never claims rows that
-are not yet in the file.
+are not yet durably in the file.
 """
 
 from __future__ import annotations
@@ -144,8 +146,8 @@ class Checkpoint:
         }
         return json.dumps(document, indent=1).encode("utf-8") + b"\n"
 
-    def write(self, path: Path) -> None:
-        write_atomically(path, self.to_bytes())
+    def write(self, path: Path, *, durable: bool = True) -> None:
+        write_atomically(path, self.to_bytes(), durable=durable)
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint | None:

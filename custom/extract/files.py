@@ -21,11 +21,8 @@ from .journal import Journal, Resumption
 from .plan import Plan
 from .walk import Batch, walk
 
-_encode = msgspec.json.Encoder().encode
-
-
-def encode_lines(items: Sequence[Any]) -> bytes:
-    return b"".join(_encode(item) + b"\n" for item in items)
+encode_lines = msgspec.json.Encoder().encode_lines
+"""The items as JSON Lines: one compact JSON document and a newline per item."""
 
 
 @attrs.define
@@ -61,7 +58,8 @@ async def extract_to_file(
     stats: ExtractStats | None = None,
     on_page: ProgressHook | None = None,
 ) -> ExtractStats:
-    """Every item of a list operation into ``out`` (JSON Lines), checkpointed after each page.
+    """Every item of a list operation into ``out`` (JSON Lines), checkpointed after each page and
+    synced to disk as ``Resumption.durability`` says (see ``Durability``).
 
     ``resume`` continues from the checkpoint beside ``out`` once it matches the output, the
     client's tenant and base URL, the parameters and (if given) ``run``; ``overwrite`` allows
@@ -88,10 +86,12 @@ async def extract_plan(
         stats.rows, stats.pages, stats.resumed = position.rows, position.pages, position.length > 0
 
         async def deliver(batch: Batch) -> None:
-            data = encode_lines(batch.items)
-            # A worker thread finishes its write even when the task is cancelled meanwhile.
-            written = await anyio.to_thread.run_sync(journal.append, data, batch.cursor, len(batch.items), batch.pages)
+            # Into the page cache, here: a worker thread per page would cost more than the write.
+            written = journal.append(encode_lines(batch.items), batch.cursor, len(batch.items), batch.pages)
             stats.rows, stats.pages = written.rows, written.pages
+            if journal.sync_due():
+                # A worker thread waits for the disk, and finishes even if the task is cancelled.
+                await anyio.to_thread.run_sync(journal.sync)
             if on_page is not None:
                 on_page(stats)
 

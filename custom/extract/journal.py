@@ -4,29 +4,67 @@ Starting fresh removes the old checkpoint before the output is emptied, so no la
 can trust a checkpoint of rows that are gone. Resuming checks the checkpoint against the source,
 the run and the file (identity, length, sha256 of the bytes) and refuses with one sentence saying
 what differs and what to do. Appending writes the checkpoint naming the page as pending first and
-the page second, both durable before the next page; settling marks the last page committed (and
-cuts off a page whose write failed).
-Every method blocks: the extraction calls them in a worker thread.
+the page second (atomic, but not synced); ``sync`` makes both durable and the pending pages
+committed, as often as ``Durability`` says; settling syncs once more (and cuts off a page whose
+write failed).
+
+``append`` writes to the page cache and returns at once; ``begin``, ``sync``, ``settle`` and
+``rebuild`` wait for the disk or read whole files: the extraction calls those in a worker thread.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import attrs
 
+from ..clock import Clock, SystemClock
 from .checkpoint import Checkpoint, Cursor, Position, Source, checkpoint_path
-from .errors import CheckpointError, OutputExistsError
+from .errors import CheckpointError, ExtractionInputError, OutputError, OutputExistsError
 from .output import OutputFile, remove
 
 _REBUILD_CHUNK = 1 << 20
+# Pages are written in groups: replacing the checkpoint costs a tenth of a millisecond of the
+# kernel's time (it allocates and flushes the new file), too much for every page of a fast list.
+# A group is written once the last write is this old, or this big: at most that much is fetched
+# again after a kill.
+_WRITE_SECONDS = 0.02
+_WRITE_BYTES = 1 << 20
 
 
 def new_run_id() -> str:
     return uuid.uuid4().hex
+
+
+def _at_least_one_page(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ExtractionInputError(f"sync pages must be a whole number of at least 1, got {value!r}")
+
+
+def _positive_seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    finite = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not (finite and value > 0):
+        raise ExtractionInputError(f"sync seconds must be a positive number, got {value!r}")
+
+
+@attrs.frozen
+class Durability:
+    """How often an output and its checkpoint are synced to disk: once ``pages`` pages were written
+    since the last sync, or ``seconds`` seconds passed, whichever comes first.
+
+    Between syncs every page is still written after a checkpoint naming it (atomically replaced,
+    not synced), so a process that is killed loses nothing it wrote: ``--resume`` goes on after the
+    last complete page. A machine that stops (power loss, kernel crash) may lose the pages since the
+    last sync; ``--resume`` then cuts the file back to the last synced page and fetches the rest
+    again. Either way no row is doubled or corrupt. ``Durability(pages=1)`` syncs every page.
+    """
+
+    pages: int = attrs.field(default=1000, validator=_at_least_one_page)
+    seconds: float = attrs.field(default=0.5, validator=_positive_seconds)
 
 
 @attrs.frozen
@@ -38,18 +76,41 @@ class Resumption:
     run: str | None = None
     rebuildable: bool = False
     """The output is derived from other files (merged shards): unfinished, it may be rebuilt from scratch."""
+    durability: Durability = Durability()
 
 
 class Journal:
     """``with Journal.begin(out, source, how) as journal``: the output locked, at a verified position."""
 
-    def __init__(self, output: OutputFile, run: str, source: Source, position: Position, digest: hashlib._Hash) -> None:
+    def __init__(
+        self,
+        output: OutputFile,
+        run: str,
+        source: Source,
+        position: Position,
+        digest: hashlib._Hash,
+        *,
+        durability: Durability = Durability(),
+        clock: Clock | None = None,
+    ) -> None:
         self.output = output
         self.run = run
         self.source = source
         self.position = position
+        """Everything taken by ``append``: the state once the pages waiting to be written are."""
+        self.written = position
+        """What the file holds (the checkpoint's ``pending``, or ``committed``)."""
+        self.durable = position
+        """What the file durably holds (the checkpoint's ``committed``)."""
+        self._unwritten: list[bytes] = []
+        self._unwritten_bytes = 0
         self._digest = digest
         self._checkpoint_path = checkpoint_path(output.path)
+        self._identity = output.identity
+        self._durability = durability
+        self._clock = clock or SystemClock()
+        self._synced_at = self._clock.now()
+        self._written_at = -math.inf  # the first page is written at once
 
     @property
     def path(self) -> Path:
@@ -57,7 +118,13 @@ class Journal:
 
     @classmethod
     def begin(
-        cls, path: Path, source: Source, how: Resumption, *, before_start: Callable[[], None] | None = None
+        cls,
+        path: Path,
+        source: Source,
+        how: Resumption,
+        *,
+        before_start: Callable[[], None] | None = None,
+        clock: Clock | None = None,
     ) -> Journal:
         """Lock ``path`` and resume it or start it over; ``before_start`` runs, under the lock, just
         before a fresh start empties the output (to check or clear what belongs to it)."""
@@ -72,6 +139,9 @@ class Journal:
         except BaseException:
             output.close()
             raise
+        if clock is not None:
+            journal._clock = clock
+            journal._synced_at = clock.now()
         return journal
 
     @classmethod
@@ -84,7 +154,8 @@ class Journal:
             )
         remove(checkpoint_path(output.path))
         output.truncate(0)
-        journal = cls(output, how.run or new_run_id(), source, Position.empty(), hashlib.sha256())
+        run = how.run or new_run_id()
+        journal = cls(output, run, source, Position.empty(), hashlib.sha256(), durability=how.durability)
         journal._write_checkpoint(journal.position)
         return journal
 
@@ -127,28 +198,70 @@ class Journal:
             )
         if how.rebuildable and not checkpoint.committed.cursor.done:
             output.truncate(0)
-            return cls(output, checkpoint.run, source, Position.empty(), hashlib.sha256())
+            empty = Position.empty()
+            return cls(output, checkpoint.run, source, empty, hashlib.sha256(), durability=how.durability)
         position, digest = _verified_position(output, checkpoint)
-        return cls(output, checkpoint.run, source, position, digest)
+        output.sync()  # what the stopped run wrote is durable before a checkpoint names it committed
+        return cls(output, checkpoint.run, source, position, digest, durability=how.durability)
 
     def append(self, data: bytes, cursor: Cursor, rows: int, pages: int = 1) -> Position:
-        """Write the checkpoint naming the state after ``data`` as pending, then ``data``; return that state."""
-        committed = self.position
-        digest = self._digest.copy()
+        """Take ``data`` (the rows before ``cursor``) and return the state after it; it is written
+        with the pages before it once the last write is ``_WRITE_SECONDS`` old (or ``_WRITE_BYTES``
+        wait), and synced as often as ``Durability`` says (``sync_due``, ``sync``)."""
+        before = self.position
+        digest = self._digest
         digest.update(data)
-        pending = Position(cursor, committed.length + len(data), digest.hexdigest(), committed.rows + rows,
-                           committed.pages + pages)
-        self._write_checkpoint(committed, pending)
-        if data:
-            self.output.write_at(committed.length, data)
-        self.position, self._digest = pending, digest
-        return pending
+        after = Position(cursor, before.length + len(data), digest.hexdigest(), before.rows + rows,
+                         before.pages + pages)
+        self.position = after
+        self._unwritten.append(data)
+        self._unwritten_bytes += len(data)
+        if self._unwritten_bytes >= _WRITE_BYTES or self._clock.now() - self._written_at >= _WRITE_SECONDS:
+            self.write()
+        return after
+
+    def write(self) -> None:
+        """Write the pages taken so far: the checkpoint naming them pending first (replaced
+        atomically, not synced), the rows second. A process killed at any point leaves the file at
+        the checkpoint's committed or pending position, or in between (cut off by a resume)."""
+        if self._unwritten:
+            position, written = self.position, self.written
+            self._write_checkpoint(self.durable, position, durable=False)
+            self.output.write_at(written.length, b"".join(self._unwritten), sync=False)
+            self.written = position
+            self._unwritten.clear()
+            self._unwritten_bytes = 0
+        self._written_at = self._clock.now()
+
+    def sync_due(self) -> bool:
+        """Whether the pages taken since the last sync should be made durable now."""
+        durability = self._durability
+        return (
+            self.position.pages - self.durable.pages >= durability.pages
+            or self._clock.now() - self._synced_at >= durability.seconds
+        )
+
+    def sync(self) -> None:
+        """Write what is left, then make it durable: the output, then the checkpoint naming it committed."""
+        self.write()
+        position = self.written
+        self.output.sync()
+        self._write_checkpoint(position)
+        self.durable = position
+        self._synced_at = self._clock.now()
 
     def settle(self) -> None:
-        """Cut off what a failed write left past the last complete page, and commit that page."""
-        if self.output.size() > self.position.length:
-            self.output.truncate(self.position.length)
-        self._write_checkpoint(self.position)
+        """Write and sync what was taken; if that fails, cut the file back to the last page written
+        whole and sync that."""
+        try:
+            self.write()
+        except OutputError:
+            self._unwritten.clear()  # a resume fetches them again
+            self._unwritten_bytes = 0
+            self.position = self.written
+        if self.output.size() > self.written.length:
+            self.output.truncate(self.written.length)
+        self.sync()
 
     def rebuild(self, lines: Iterable[bytes], pages: int) -> Position:
         """Replace the output with ``lines`` and mark it done, for an output derived from others.
@@ -171,11 +284,15 @@ class Journal:
         length += len(buffer)
         done = Position(Cursor(step=1, done=True), length, digest.hexdigest(), rows, pages)
         self._write_checkpoint(done)
-        self.position, self._digest = done, digest
+        self.position = self.written = self.durable = done
+        self._digest = digest
         return done
 
-    def _write_checkpoint(self, committed: Position, pending: Position | None = None) -> None:
-        Checkpoint(self.run, self.source, self.output.identity, committed, pending).write(self._checkpoint_path)
+    def _write_checkpoint(
+        self, committed: Position, pending: Position | None = None, *, durable: bool = True
+    ) -> None:
+        checkpoint = Checkpoint(self.run, self.source, self._identity, committed, pending)
+        checkpoint.write(self._checkpoint_path, durable=durable)
 
     def close(self) -> None:
         self.output.close()

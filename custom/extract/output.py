@@ -3,7 +3,7 @@
 The lock is ``flock`` on the output itself (or on the folder of an ``extract-all``), taken without
 waiting: a second writer fails at once instead of interleaving its rows. The kernel drops it when
 the process ends, however it ends, so a killed run never leaves a stale lock behind.
-Every method here blocks; callers run the slow ones (hashing, appending) in a worker thread.
+Every method here blocks; callers run the slow ones (hashing whole files, syncing) in a worker thread.
 """
 
 from __future__ import annotations
@@ -123,6 +123,13 @@ class OutputFile:
         except OSError as exc:
             raise OutputError(self.path, "write", exc) from exc
 
+    def sync(self) -> None:
+        """Make everything written so far durable."""
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise OutputError(self.path, "write", exc) from exc
+
 
 class FolderLock:
     """An exclusive lock on a folder, for runs that write many outputs into it."""
@@ -151,9 +158,10 @@ class FolderLock:
             os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that a reader sees the old or the new content, never a mix,
-    and the new content is durable once this returns."""
+def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` so that a reader sees the old or the new content, never a mix;
+    with ``durable``, the new content is on disk once this returns (else it may be lost with the
+    machine, not with the process)."""
     tmp = path.with_name(path.name + ".tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -161,7 +169,8 @@ def write_atomically(path: Path, data: bytes) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
