@@ -10,34 +10,27 @@ import asyncio
 import errno
 import resource
 import signal
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+from extract_support import CLI, cli_env, interrupted, one_line, run_cli, state
+from ports import refused_port
+from windowed_server import WindowedServer
 
 from amperity_async.custom.cli import main
 from amperity_async.custom.cli.failures import describe, redactor_for
-from amperity_async.custom.secrets import REDACTED
 from amperity_async.custom.errors import AuthenticationError, ConfigurationError
 from amperity_async.custom.extract import CheckpointError
 from amperity_async.custom.extract import output as output_module
+from amperity_async.custom.secrets import REDACTED
 from amperity_async.testing import FakeTenantConfig
-
-from extract_support import CLI, cli_env, interrupted, one_line, run_cli, state
-from windowed_server import WindowedServer
 
 
 @pytest.fixture
 def fake_tenant_config() -> FakeTenantConfig:
     return FakeTenantConfig(rows=300, indexes=2, profiles_per_index=30, seed=5)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 WRONG = {"AMPERITY_CLIENT_SECRET": "definitely-the-wrong-secret"}
@@ -65,8 +58,9 @@ def test_a_wrong_secret_is_one_line_and_exit_1(fake_tenant: Any, tmp_path: Path,
 @pytest.mark.parametrize("command", [["extract-all", "--out", "{tmp}/all"], ["extract", "list_segment", "--out", "-"]])
 def test_an_unreachable_tenant_is_one_line_and_exit_1(fake_tenant: Any, tmp_path: Path, command: list[str]) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in command]
-    env = cli_env(fake_tenant, AMPERITY_BASE_URL=f"http://127.0.0.1:{closed_port()}/api")
-    result = run_cli([*args, "--max-retries", "0"], env, timeout=120)
+    with refused_port() as port:
+        env = cli_env(fake_tenant, AMPERITY_BASE_URL=f"http://127.0.0.1:{port}/api")
+        result = run_cli([*args, "--max-retries", "0"], env, timeout=120)
     assert result.returncode == 1
     assert "127.0.0.1" in one_line(result)
 

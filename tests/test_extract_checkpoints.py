@@ -207,7 +207,9 @@ def test_a_second_writer_fails_at_once_and_the_first_finishes_intact(
 ) -> None:
     env = cli_env(fake_tenant)
     out = tmp_path / "events.jsonl"
-    with running([*EVENTS, "--out", str(out)], env) as first:
+    # The first writer is held to 2 pages/s (30 pages: some 15 s), so that it is still writing while
+    # the second writers start, however slowly a loaded machine starts them.
+    with running([*EVENTS, "--out", str(out), "--control-plane-rate", "2"], env) as first:
         wait_until(lambda: state(out).get("pages", 0) >= 2, "the first writer's pages")
         for mode in ([], ["--overwrite"], ["--resume"]):
             second = run_cli([*EVENTS, "--out", str(out), *mode], env, timeout=30)

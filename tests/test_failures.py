@@ -20,6 +20,7 @@ import httpx
 import pytest
 from client_support import client_for
 from hostile_server import PAGE, Request, hostile_server, response
+from ports import refused_port
 
 import amperity_async
 from amperity_async import (
@@ -52,13 +53,6 @@ def mock_client(handler: Any, **options: Any) -> AmperityClient:
     return client_for("https://app.amperity.com/api", transport=httpx.MockTransport(handler), **options)
 
 
-async def unused_port() -> int:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    port: int = listener.extra(anyio.abc.SocketAttribute.local_port)
-    await listener.aclose()  # nothing listens there now
-    return port
-
-
 async def failure_of(base_url: str, **options: Any) -> APIConnectionError:
     async with client_for(base_url, timeout=10, **options) as client:
         with anyio.fail_after(60), pytest.raises(APIConnectionError) as caught:
@@ -70,7 +64,8 @@ async def failure_of(base_url: str, **options: Any) -> APIConnectionError:
 
 
 async def test_a_refused_connection_says_refused() -> None:
-    error = await failure_of(f"http://127.0.0.1:{await unused_port()}/api", max_retries=1)
+    with refused_port() as port:
+        error = await failure_of(f"http://127.0.0.1:{port}/api", max_retries=1)
     assert error.kind == "refused" and not isinstance(error, APITimeoutError)
     assert "connection refused" in str(error) and "gave up after 2 attempts" in str(error)
     assert "ConnectTimeout" not in str(error)
@@ -120,11 +115,11 @@ async def test_protocol_garbage_is_a_typed_error_and_a_get_is_retried() -> None:
 
 
 async def test_an_unreachable_token_endpoint_is_a_connection_error() -> None:
-    port = await unused_port()
     auth = ClientCredentials("client-1", "client-secret-value")
-    async with client_for(f"http://127.0.0.1:{port}/api", auth=auth) as client:
-        with anyio.fail_after(60), pytest.raises(APIConnectionError) as caught:
-            await client.call(list_segment)
+    with refused_port() as port:
+        async with client_for(f"http://127.0.0.1:{port}/api", auth=auth) as client:
+            with anyio.fail_after(60), pytest.raises(APIConnectionError) as caught:
+                await client.call(list_segment)
     error = caught.value
     assert isinstance(error, TokenEndpointUnavailableError) and isinstance(error, amperity_async.TokenError)
     assert error.kind == "refused" and "connection refused" in str(error)
