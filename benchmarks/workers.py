@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import compileall
 import hashlib
 import json
 import os
@@ -27,11 +28,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
 
 from amperity_async.custom.extract import Connection, ListJob, OwnBudget, Rates, run_on_dask
 from amperity_async.custom.extract.windows import Window, format_timestamp
@@ -125,7 +126,7 @@ http {{
         listen 127.0.0.1:{port};
         root {folder};
         location = /api/v0/oauth2/token {{ return 200 '{TOKEN}'; }}
-        location /api{REGISTRY_EVENTS_PATH} {{ try_files /pages/$bench_page.json =404; }}
+        location {REGISTRY_EVENTS_PATH} {{ try_files /pages/$bench_page.json =404; }}
     }}
 }}
 """
@@ -167,12 +168,87 @@ def _events_args(out: Path, limit: int = PER_PAGE) -> list[str]:
 
 def _run(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     """Seconds from start to exit, the CPU of the command and all its processes, its stderr."""
+    seconds, cpu, stderr, _ = _run_sampled(args, env, sample=False)
+    return seconds, cpu, stderr
+
+
+def _run_sampled(
+    args: list[str], env: dict[str, str], *, sample: bool = True
+) -> tuple[float, float, str, dict[str, Any]]:
+    """``_run``, and what its processes did: each one's CPU and when it was seen (``ProcessTree``)."""
     cpu, started = _children_cpu(), time.perf_counter()
-    done = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, check=False, timeout=1800)
-    seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:2])} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
-    return seconds, _children_cpu() - cpu, done.stderr
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen([*CLI, *args], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        tree = ProcessTree(proc.pid, started)
+        if sample:
+            tree.follow(proc)
+        try:
+            proc.wait(timeout=1800)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        seconds = time.perf_counter() - started
+        stderr.seek(0)
+        text = stderr.read().decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:2])} failed ({proc.returncode}): {text.strip()[-500:]}")
+    return seconds, _children_cpu() - cpu, text, tree.summary(seconds)
+
+
+class ProcessTree:
+    """Samples the command's processes every ``INTERVAL`` seconds (Linux ``/proc``): when each was
+    first and last seen and its CPU then. Enough to see whether the workers ran at the same time,
+    what the parent spent, and how long the parent ran on alone after the last worker (the merge)."""
+
+    INTERVAL = 0.05
+
+    def __init__(self, root: int, started: float) -> None:
+        self.root = root
+        self.started = started
+        self.seen: dict[int, dict[str, float]] = {}
+
+    def follow(self, proc: subprocess.Popen[bytes]) -> None:
+        def sample() -> None:
+            while proc.poll() is None:
+                now = time.perf_counter() - self.started
+                for pid in self._tree():
+                    cpu = _proc_cpu_or_none(pid)
+                    if cpu is not None:
+                        entry = self.seen.setdefault(pid, {"first": now, "cpu": 0.0})
+                        entry["last"], entry["cpu"] = now, cpu
+                time.sleep(self.INTERVAL)
+
+        threading.Thread(target=sample, daemon=True).start()
+
+    def _tree(self) -> list[int]:
+        found, queue = [], [self.root]
+        while queue:
+            pid = queue.pop()
+            found.append(pid)
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    queue += [int(child) for child in (task / "children").read_text().split()]
+                except OSError:
+                    continue
+        return found
+
+    def summary(self, seconds: float) -> dict[str, Any]:
+        workers = [entry for pid, entry in sorted(self.seen.items()) if pid != self.root]
+        parent = self.seen.get(self.root, {})
+        summary: dict[str, Any] = {"parent_cpu": parent.get("cpu"), "workers": workers}
+        if workers:
+            summary["workers_overlap"] = min(w["last"] for w in workers) - max(w["first"] for w in workers)
+            summary["before_workers"] = min(w["first"] for w in workers)
+            summary["after_workers"] = seconds - max(w["last"] for w in workers)
+        return summary
+
+
+def _proc_cpu_or_none(pid: int) -> float | None:
+    try:
+        return _proc_cpu(pid)
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def scaling(folder: Path, rounds: int, pages_per_shard: int) -> dict[str, Any]:
@@ -189,17 +265,22 @@ def scaling(folder: Path, rounds: int, pages_per_shard: int) -> dict[str, Any]:
         base_url = f"http://127.0.0.1:{port}/api"
         env = _env(base_url, "bench", "bench-secret-0000")
         rates = ["--control-plane-rate", "unlimited", "--profile-rate", "unlimited"]
-        results: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+        results: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
         digests: set[str] = set()
         for _ in range(rounds):
             for workers in (1, 2):
                 out = folder / f"out-{workers}.jsonl"
-                seconds, cpu, _ = _run(
+                seconds, cpu, _, processes = _run_sampled(
                     [*_events_args(out), "--shards", str(SHARDS), "--workers", str(workers), *rates], env
                 )
                 digests.add(_sha256(out))
                 results[workers].append(
-                    {"seconds": seconds, "rows_per_s": rows / seconds, "cpu_us_per_page": cpu / pages * 1e6}
+                    {
+                        "seconds": seconds,
+                        "rows_per_s": rows / seconds,
+                        "cpu_us_per_page": cpu / pages * 1e6,
+                        "processes": processes,
+                    }
                 )
                 out.unlink()
         best = {w: max(r, key=lambda x: x["rows_per_s"]) for w, r in results.items()}
@@ -234,11 +315,12 @@ def _dask(base_url: str, folder: Path, rows: int, pages: int) -> dict[str, Any]:
         return {"skipped": "the dask extra is not installed"}
     os.environ.update({"AMPERITY_CLIENT_ID": "bench", "AMPERITY_CLIENT_SECRET": "bench-secret-0000"})
     op = EVENTS_OPERATION
+    assert op is not None
     connection = Connection("acme", base_url)
     params = {"happened_from": WINDOW.start, "happened_to": WINDOW.end, "limit": PER_PAGE}
     with (
-        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        Client(cluster) as dask,
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,  # type: ignore[no-untyped-call]
+        Client(cluster) as dask,  # type: ignore[no-untyped-call]
     ):
         pids = list(dask.run(os.getpid).values())
         cpu = sum(_proc_cpu(pid) for pid in pids) + time.process_time()
@@ -307,14 +389,30 @@ def fidelity(folder: Path, quick: bool) -> dict[str, Any]:
     return figures
 
 
-def measure(quick: bool = False) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-workers-") as scratch:
+def compile_package() -> None:
+    """Byte-compile the package as installing a wheel does: an editable install leaves that to
+    the first import, and with ``PYTHONDONTWRITEBYTECODE`` set every process (each worker) would
+    compile the modules it imports again, a start-up cost no installed package has."""
+    import amperity_async
+    import amperity_async.custom
+
+    for package in (amperity_async, amperity_async.custom):
+        assert package.__file__ is not None
+        compileall.compile_dir(Path(package.__file__).parent, quiet=1)
+
+
+def measure(quick: bool = False, scratch_parent: Path | None = None) -> dict[str, Any]:
+    """``scratch_parent``: where outputs go (default: the system's temporary folder, on disk;
+    ``/dev/shm`` takes the disk out of the figures)."""
+    compile_package()
+    with tempfile.TemporaryDirectory(prefix="bench-workers-", dir=scratch_parent) as scratch:
         folder = Path(scratch)
         started = datetime.now(UTC)
         load_before = os.getloadavg()
         figures = {
             "started": started.isoformat(),
             "cpus": os.cpu_count(),
+            "scratch": str(folder.parent),
             "scaling": scaling(
                 folder / "static", rounds=2 if quick else 3, pages_per_shard=1500 if quick else 8000
             ),
@@ -338,6 +436,9 @@ def markdown(figures: dict[str, Any]) -> str:
             f"| client CPU per page, all processes: 1 / 2 workers | {one['cpu_us_per_page']:,.0f} / {two['cpu_us_per_page']:,.0f} µs |",
             f"| outputs identical across runs and worker counts | {scale['identical_outputs']} |",
         ]
+        timeline = _timeline(two, scale["pages"])
+        if timeline:
+            lines.append(f"| `--workers 2`, best round: where the time and CPU went | {timeline} |")
         dask = scale["dask"]
         if "skipped" in dask:
             lines.append(f"| Dask LocalCluster | skipped: {dask['skipped']} |")
@@ -360,12 +461,30 @@ def markdown(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _timeline(run: dict[str, Any], pages: int) -> str | None:
+    """The workers' span, the parent's alone before and after it, and the CPU of each process."""
+    processes = run.get("processes") or {}
+    workers = processes.get("workers") or []
+    if not workers or processes.get("parent_cpu") is None:
+        return None
+    per_worker = pages / len(workers)
+    cpus = " / ".join(f"{w['cpu'] / per_worker * 1e6:,.0f}" for w in workers)
+    return (
+        f"workers together {processes['workers_overlap']:.2f} of {run['seconds']:.2f} s (started after "
+        f"{processes['before_workers']:.2f} s; parent alone {processes['after_workers']:.2f} s after them: "
+        f"merge and exit); CPU per page of each worker {cpus} µs, parent {processes['parent_cpu']:.2f} s"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller lists, fewer rounds")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument(
+        "--scratch", type=Path, help="folder for the outputs (default: the temporary folder; /dev/shm: no disk)"
+    )
     args = parser.parse_args()
-    figures = measure(args.quick)
+    figures = measure(args.quick, args.scratch)
     print(markdown(figures))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1, default=str))

@@ -264,7 +264,8 @@ class Journal:
         self.sync()
 
     def rebuild(self, lines: Iterable[bytes], pages: int) -> Position:
-        """Replace the output with ``lines`` and mark it done, for an output derived from others.
+        """Replace the output with ``lines`` (whole lines, one or more per element) and mark it
+        done, for an output derived from others.
 
         Unlike ``append`` the data goes first and the checkpoint last: until that checkpoint says
         done, a resume discards the output and derives it again (``Resumption.rebuildable``).
@@ -273,7 +274,7 @@ class Journal:
         digest, length, rows, buffer = hashlib.sha256(), 0, 0, bytearray()
         for line in lines:
             buffer += line
-            rows += 1
+            rows += line.count(b"\n")
             if len(buffer) >= _REBUILD_CHUNK:
                 self.output.write_at(length, bytes(buffer), sync=False)
                 digest.update(buffer)

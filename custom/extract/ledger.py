@@ -59,10 +59,10 @@ class WindowLedger:
         self._prune(now)
         return len(self._points) + len(self._out)
 
-    def due(self, now: float) -> float | None:
-        """When one more grant fits: ``now`` or earlier if it does already; None when only a
+    def due(self, now: float, n: int = 1) -> float | None:
+        """When ``n`` more grants fit: ``now`` or earlier if they do already; None when only a
         report of grants out (or their return) can make room."""
-        over = self.in_window(now) + 1 - self.count
+        over = self.in_window(now) + n - self.count
         if over <= 0:
             return now
         if over > len(self._points):

@@ -11,22 +11,21 @@ from __future__ import annotations
 import functools
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
-import msgspec
 
 from ..client import AmperityClient
 from ..errors import ConfigurationError
 from ..operations import OperationInfo
-from .boundaries import BoundaryGuard, timestamp_field
 from .checkpoint import Position
 from .connection import Connection
-from .errors import OutputError, OutputExistsError
+from .errors import OutputExistsError
 from .files import ExtractStats, ProgressHook
 from .journal import Journal, Resumption
+from .merge import merged_blocks
 from .output import remove, sync_folder
 from .plan import Plan
 from .specs import ShardSpec, run_shard
@@ -106,7 +105,7 @@ class ListJob:
         """Merge the shards (all extracted; ``pages`` they took in all) into the target, then remove them."""
         if not self._journal.position.cursor.done:
             parts = [spec.out for spec in self.specs]
-            self._journal.rebuild(_merged_lines(self._op, self._low, self._windows, parts), pages)
+            self._journal.rebuild(merged_blocks(self._op, self._low, self._windows, parts), pages)
         _remove_shards(self.target)  # still under the lock
         return self._journal.position
 
@@ -158,22 +157,6 @@ async def extract_sharded(
         stats.rows, stats.pages = merged.rows, merged.pages
     stats.finished = time.monotonic()
     return stats
-
-
-def _merged_lines(op: OperationInfo, low: str, windows: Sequence[Window], parts: Sequence[Path]) -> Iterator[bytes]:
-    """The shards' lines in window order, without an item twice across a shard boundary."""
-    guard = BoundaryGuard(op, timestamp_field(op, low), remember_all=not op.paginated)
-    decode = msgspec.json.decode
-    for index, (window, part) in enumerate(zip(windows, parts, strict=True)):
-        guard.enter(window.end, first=index == 0)
-        try:
-            with open(part, "rb") as source:
-                for line in source:
-                    if guard.active and not guard.admit([decode(line)]):
-                        continue
-                    yield line
-        except OSError as exc:
-            raise OutputError(part, "read", exc) from exc
 
 
 def _clear_old_shards(out: Path, overwrite: bool) -> None:
