@@ -33,6 +33,9 @@ class CpuPlan:
 
     server: frozenset[int] | None
     client: frozenset[int] | None
+    # What the harness could use before pinning itself: a benchmark of several processes
+    # (benchmarks/workers.py) is given all of it again.
+    every: frozenset[int] | None = None
 
     @classmethod
     def detect(cls) -> CpuPlan:
@@ -43,7 +46,7 @@ class CpuPlan:
             return cls(None, None)
         if len(available) < 2:
             return cls(None, None)
-        return cls(frozenset({available[0]}), frozenset({available[1]}))
+        return cls(frozenset({available[0]}), frozenset({available[1]}), frozenset(available))
 
 
 def pin(pid: int, cpus: frozenset[int] | None) -> None:

@@ -9,8 +9,11 @@ tenants) in a process of its own, so that its children never share the harness's
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +34,27 @@ def workers_scaling(
     command = [sys.executable, str(WORKERS_SCRIPT), "--json", str(figures_path)]
     if settings.mode == "quick":
         command.append("--quick")
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    with _unpinned(cpus.every):
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
         return {"error": f"benchmarks/workers.py failed ({result.returncode}): {tail[0]}"}
     return summary(json.loads(figures_path.read_text(encoding="utf-8")))
+
+
+@contextmanager
+def _unpinned(cpus: frozenset[int] | None) -> Iterator[None]:
+    """The harness pinned itself to the servers' CPU, which a child inherits: the workers get
+    every CPU for the child's start, or two of them would share one."""
+    if cpus is None:
+        yield
+        return
+    pinned = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, pinned)
 
 
 def summary(figures: dict[str, Any]) -> dict[str, Any]:
