@@ -51,17 +51,46 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="amperity-distributed-"))
     try:
         redis_port, tenant_port = free_port(), free_port()
-        processes.append(subprocess.Popen(
-            [redis_server, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
-        wait_until(lambda: socket.create_connection(("127.0.0.1", redis_port), timeout=0.5).close() is None, "redis")
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "amperity_async", "fake-tenant", "--port", str(tenant_port), "--rows", str(ROWS)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
+        processes.append(
+            subprocess.Popen(
+                [
+                    redis_server,
+                    "--port",
+                    str(redis_port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        wait_until(
+            lambda: socket.create_connection(("127.0.0.1", redis_port), timeout=0.5).close() is None, "redis"
+        )
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "amperity_async",
+                    "fake-tenant",
+                    "--port",
+                    str(tenant_port),
+                    "--rows",
+                    str(ROWS),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         root = f"http://127.0.0.1:{tenant_port}"
-        wait_until(lambda: urllib.request.urlopen(f"{root}/_fake/stats", timeout=1).status == 200, "the fake tenant")
+        wait_until(
+            lambda: urllib.request.urlopen(f"{root}/_fake/stats", timeout=1).status == 200, "the fake tenant"
+        )
         env = {
             **os.environ,
             "AMPERITY_TENANT": "acme",
@@ -70,14 +99,30 @@ def main() -> int:
             "AMPERITY_CLIENT_SECRET": "fake-secret",
             "AMPERITY_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         }
-        print(f"redis on :{redis_port}, fake tenant at {root}/api (10 requests/s on the control plane); "
-              f"{len(WORKERS)} workers sharing one budget", flush=True)
+        print(
+            f"redis on :{redis_port}, fake tenant at {root}/api (10 requests/s on the control plane); "
+            f"{len(WORKERS)} workers sharing one budget",
+            flush=True,
+        )
         started = time.monotonic()
         workers = {
             name: subprocess.Popen(
-                [sys.executable, "-m", "amperity_async", "extract", name, "--limit", str(LIMIT),
-                 "--expected-workers", str(len(WORKERS)), "--out", str(workdir / f"{name}.jsonl")],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                [
+                    sys.executable,
+                    "-m",
+                    "amperity_async",
+                    "extract",
+                    name,
+                    "--limit",
+                    str(LIMIT),
+                    "--expected-workers",
+                    str(len(WORKERS)),
+                    "--out",
+                    str(workdir / f"{name}.jsonl"),
+                ],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
             )
             for name in WORKERS
         }
@@ -98,10 +143,15 @@ def main() -> int:
             state = json.loads((workdir / f"{name}.jsonl.checkpoint").read_text())
             total_pages += state["pages"]
             seconds = finished[name]
-            print(f"{name:<16} {state['rows']:>6} {state['pages']:>6} {seconds:>8.2f} {state['pages'] / seconds:>6.2f}")
+            print(
+                f"{name:<16} {state['rows']:>6} {state['pages']:>6} "
+                f"{seconds:>8.2f} {state['pages'] / seconds:>6.2f}"
+            )
         total_rate = total_pages / wall
-        print(f"{'total':<16} {'':>6} {total_pages:>6} {wall:>8.2f} {total_rate:>6.2f}"
-              f"   = {total_rate / 10:.2f} of the 10/s limit; the tenant answered {stats['rate_limited']} x 429")
+        print(
+            f"{'total':<16} {'':>6} {total_pages:>6} {wall:>8.2f} {total_rate:>6.2f}"
+            f"   = {total_rate / 10:.2f} of the 10/s limit; the tenant answered {stats['rate_limited']} x 429"
+        )
         return 0
     finally:
         for proc in reversed(processes):

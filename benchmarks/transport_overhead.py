@@ -45,9 +45,7 @@ PAGE = json.dumps(
 def wrap(inner: httpx.AsyncBaseTransport, *, limited: bool) -> AmperityTransport:
     # A bucket far above the request rate measures the limiter's fast path, not its waiting.
     bucket = TokenBucket(1e9, capacity=1e9) if limited else None
-    return AmperityTransport(
-        inner, tenant="acme", api_versions=VERSIONS, limiter_for=lambda op: bucket
-    )
+    return AmperityTransport(inner, tenant="acme", api_versions=VERSIONS, limiter_for=lambda op: bucket)
 
 
 @attrs.frozen
@@ -174,7 +172,8 @@ def main() -> None:
         rows |= asyncio.run(loopback_mode(args.requests // 4, args.tasks, args.rounds))
     print(f"{args.tasks} tasks, best of {args.rounds} interleaved rounds")
     print(
-        f"| {'setup':<45} | {'req/s':>7} | {'wall vs. unwrapped':>18} | {'CPU µs/req':>10} | {'CPU µs added':>12} |"
+        f"| {'setup':<45} | {'req/s':>7} | {'wall vs. unwrapped':>18} "
+        f"| {'CPU µs/req':>10} | {'CPU µs added':>12} |"
     )
     print(f"|{'-' * 47}|{'-' * 9}|{'-' * 20}|{'-' * 12}|{'-' * 14}|")
     baselines: dict[str, Measure] = {}

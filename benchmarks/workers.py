@@ -431,9 +431,12 @@ def markdown(figures: dict[str, Any]) -> str:
     else:
         one, two = scale["best"][1], scale["best"][2]
         lines += [
-            f"| CLI `extract --workers 1` / `--workers 2` ({scale['rows']:,} rows, {SHARDS} shards, static pages), rows/s (best of {len(scale['rounds'][1])}) "
-            f"| {one['rows_per_s']:,.0f} / {two['rows_per_s']:,.0f}: {scale['ratio_best']:.2f}x (per round: {', '.join(f'{r:.2f}' for r in scale['ratio_per_round'])}) |",
-            f"| client CPU per page, all processes: 1 / 2 workers | {one['cpu_us_per_page']:,.0f} / {two['cpu_us_per_page']:,.0f} µs |",
+            f"| CLI `extract --workers 1` / `--workers 2` ({scale['rows']:,} rows, {SHARDS} shards, "
+            f"static pages), rows/s (best of {len(scale['rounds'][1])}) "
+            f"| {one['rows_per_s']:,.0f} / {two['rows_per_s']:,.0f}: {scale['ratio_best']:.2f}x "
+            f"(per round: {', '.join(f'{r:.2f}' for r in scale['ratio_per_round'])}) |",
+            f"| client CPU per page, all processes: 1 / 2 workers "
+            f"| {one['cpu_us_per_page']:,.0f} / {two['cpu_us_per_page']:,.0f} µs |",
             f"| outputs identical across runs and worker counts | {scale['identical_outputs']} |",
         ]
         timeline = _timeline(two, scale["pages"])
@@ -444,19 +447,24 @@ def markdown(figures: dict[str, Any]) -> str:
             lines.append(f"| Dask LocalCluster | skipped: {dask['skipped']} |")
         else:
             lines.append(
-                f"| Dask LocalCluster, 2 worker processes (`run_on_dask`), same pages | {dask['rows_per_s']:,.0f} rows/s, "
-                f"{dask['cpu_us_per_page']:,.0f} µs CPU per page, output identical to the CLI's: {dask['identical_to_cli']} |"
+                f"| Dask LocalCluster, 2 worker processes (`run_on_dask`), same pages "
+                f"| {dask['rows_per_s']:,.0f} rows/s, "
+                f"{dask['cpu_us_per_page']:,.0f} µs CPU per page, "
+                f"output identical to the CLI's: {dask['identical_to_cli']} |"
             )
     for name, what in (("control_plane", "control plane, 10/s"), ("profile", "Profile API")):
         f = figures["fidelity"][name]
         limit = f.get("limit", 10)
         lines.append(
-            f"| local shared budget, {what} at {limit}/s, {f['workers']} workers vs the tenant's strict window "
-            f"| {f['requests']} requests in {f['seconds']:.1f} s from process start: {f['of_limit']:.3f} of the limit, {f['429s']} x 429 |"
+            f"| local shared budget, {what} at {limit}/s, {f['workers']} workers "
+            "vs the tenant's strict window "
+            f"| {f['requests']} requests in {f['seconds']:.1f} s from process start: "
+            f"{f['of_limit']:.3f} of the limit, {f['429s']} x 429 |"
         )
     before, after = figures["load_average"]["before"], figures["load_average"]["after"]
     lines.append(
-        f"| load average (1 min) before / after | {before[0]:.2f} / {after[0]:.2f} on {figures['cpus']} CPUs |"
+        f"| load average (1 min) before / after "
+        f"| {before[0]:.2f} / {after[0]:.2f} on {figures['cpus']} CPUs |"
     )
     return "\n".join(lines)
 
@@ -481,7 +489,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller lists, fewer rounds")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     parser.add_argument(
-        "--scratch", type=Path, help="folder for the outputs (default: the temporary folder; /dev/shm: no disk)"
+        "--scratch",
+        type=Path,
+        help="folder for the outputs (default: the temporary folder; /dev/shm: no disk)",
     )
     args = parser.parse_args()
     figures = measure(args.quick, args.scratch)

@@ -92,7 +92,9 @@ _WINDOW_SECONDS = 1.01
 
 def default_bucket(limit: float, clock: Clock | None = None) -> TokenBucket:
     """The bucket a client uses for an API whose documented limit is ``limit`` requests/s."""
-    return TokenBucket(limit, capacity=max(2.0, limit / 50), clock=clock, window=(int(limit), _WINDOW_SECONDS))
+    return TokenBucket(
+        limit, capacity=max(2.0, limit / 50), clock=clock, window=(int(limit), _WINDOW_SECONDS)
+    )
 
 
 T = TypeVar("T")
@@ -266,11 +268,15 @@ class AmperityClient(ResourceView):
         registry: OperationRegistry = REGISTRY,
     ) -> None:
         if not isinstance(tenant, str) or not tenant.strip():
-            raise ConfigurationError("tenant must be the tenant ID (a non-empty string), e.g. 'acme' or 'acme-sb-123'")
+            raise ConfigurationError(
+                "tenant must be the tenant ID (a non-empty string), e.g. 'acme' or 'acme-sb-123'"
+            )
         if per_operation_limits and any(
             limit is not None for limit in (rate_limit, profile_rate_limit, realtime_rate_limit)
         ):
-            raise ConfigurationError("per_operation_limits creates its own buckets; do not also pass rate_limit")
+            raise ConfigurationError(
+                "per_operation_limits creates its own buckets; do not also pass rate_limit"
+            )
         retry = _configured(lambda: RetryPolicy(max_retries=max_retries, max_retry_after=max_retry_after))
         bounds = _configured(
             lambda: Bounds(timeout=timeout, deadline=deadline, max_response_bytes=max_response_bytes)
@@ -296,20 +302,28 @@ class AmperityClient(ResourceView):
                 lambda api: default_bucket(rates.get(api, CONTROL_PLANE_RATE), self._clock)
             )
         else:
-            limiter_for = PerApiLimits({
-                CONTROL_PLANE: choose_limiter(
-                    rate_limit, lambda: default_bucket(CONTROL_PLANE_RATE, self._clock), setting="rate_limit"
-                ),
-                PROFILE: choose_limiter(
-                    profile_rate_limit, lambda: default_bucket(PROFILE_RATE, self._clock), setting="profile_rate_limit"
-                ),
-                REALTIME: choose_limiter(
-                    realtime_rate_limit,
-                    lambda: default_bucket(REALTIME_RATE, self._clock),
-                    setting="realtime_rate_limit",
-                ),
-            })
-        inner = transport if transport is not None else default_inner_transport(max_connections=max_connections)
+            limiter_for = PerApiLimits(
+                {
+                    CONTROL_PLANE: choose_limiter(
+                        rate_limit,
+                        lambda: default_bucket(CONTROL_PLANE_RATE, self._clock),
+                        setting="rate_limit",
+                    ),
+                    PROFILE: choose_limiter(
+                        profile_rate_limit,
+                        lambda: default_bucket(PROFILE_RATE, self._clock),
+                        setting="profile_rate_limit",
+                    ),
+                    REALTIME: choose_limiter(
+                        realtime_rate_limit,
+                        lambda: default_bucket(REALTIME_RATE, self._clock),
+                        setting="realtime_rate_limit",
+                    ),
+                }
+            )
+        inner = (
+            transport if transport is not None else default_inner_transport(max_connections=max_connections)
+        )
         self._transport = AmperityTransport(
             inner,
             tenant=tenant,
@@ -368,7 +382,10 @@ class AmperityClient(ResourceView):
         )
 
     def __repr__(self) -> str:
-        return f"AmperityClient(tenant={self.tenant!r}, base_url={self.base_url!r}, api_versions={self.api_versions!r})"
+        return (
+            f"AmperityClient(tenant={self.tenant!r}, base_url={self.base_url!r}, "
+            f"api_versions={self.api_versions!r})"
+        )
 
     @property
     def stats(self) -> TransportStats:
@@ -458,7 +475,9 @@ class AmperityClient(ResourceView):
         status = response.status_code
         if not 200 <= status < 300:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
-            error = error_for_response(as_httpx_response(response), scrub=self.redactor.scrub, retry_after=retry_after)
+            error = error_for_response(
+                as_httpx_response(response), scrub=self.redactor.scrub, retry_after=retry_after
+            )
             raise error
         return response
 
@@ -567,7 +586,9 @@ class AmperityClient(ResourceView):
         return await _with_arguments(info.name, typed, (self, *args), params)
 
     @overload
-    async def find(self, operation: TypedOperation[P, T], /, *args: P.args, **params: P.kwargs) -> T | None: ...
+    async def find(
+        self, operation: TypedOperation[P, T], /, *args: P.args, **params: P.kwargs
+    ) -> T | None: ...
 
     @overload
     async def find(self, operation: Endpoint[P, T], /, *args: P.args, **params: P.kwargs) -> T | None: ...

@@ -89,11 +89,12 @@ class ManualClock:
 
     ``time()`` is ``wall_start`` plus the virtual time elapsed since ``start`` (by default a fixed
     date, 2027-01-15T08:00:00Z, so that tests never depend on today). ``sleep_until`` blocks, and a
-    scope from ``cancel_at`` stays uncancelled, until ``advance`` moves time to the deadline. ``advance`` first lets every
-    runnable task run (so tasks just started get to register their sleeps), then wakes sleepers one
-    at a time in deadline order (ties in the order they started sleeping), setting ``now()`` to each
-    sleeper's deadline and letting the program run until every task is blocked again before it
-    wakes the next. Code under test therefore observes exactly the times it asked for.
+    scope from ``cancel_at`` stays uncancelled, until ``advance`` moves time to the deadline.
+    ``advance`` first lets every runnable task run (so tasks just started get to register their
+    sleeps), then wakes sleepers one at a time in deadline order (ties in the order they started
+    sleeping), setting ``now()`` to each sleeper's deadline and letting the program run until every
+    task is blocked again before it wakes the next. Code under test therefore observes exactly the
+    times it asked for.
 
     Drive it from one task at a time. "Every task blocked" is detected exactly on trio and, on
     asyncio, by yielding to the loop until no task is ready to run; code that waits on real I/O

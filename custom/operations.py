@@ -147,7 +147,9 @@ class OperationRegistry:
 
     def for_operation(self, operation: ModuleType | Callable[..., Any]) -> OperationInfo:
         """The operation of a generated module or of one of its functions."""
-        module = operation.__name__ if isinstance(operation, ModuleType) else getattr(operation, "__module__", "")
+        module = (
+            operation.__name__ if isinstance(operation, ModuleType) else getattr(operation, "__module__", "")
+        )
         info = self._by_module.get(module)
         if info is None:
             raise TypeError(

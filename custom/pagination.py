@@ -32,7 +32,9 @@ T_co = TypeVar("T_co", covariant=True)
 
 def _at_least_one(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise ConfigurationError(f"{attribute.name} must be a whole number >= 1, or None for no cap; got {value!r}")
+        raise ConfigurationError(
+            f"{attribute.name} must be a whole number >= 1, or None for no cap; got {value!r}"
+        )
 
 
 @attrs.frozen
@@ -90,7 +92,10 @@ class Page(Generic[T]):
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             field = f"data[{index}]" + (f".{exc.args[0]}" if isinstance(exc, KeyError) and exc.args else "")
             raise ResponseValidationError(
-                operation=self.operation, field=field, detail=f"{type(exc).__name__}: {exc}", request_id=self.request_id
+                operation=self.operation,
+                field=field,
+                detail=f"{type(exc).__name__}: {exc}",
+                request_id=self.request_id,
             ) from exc
 
     @property

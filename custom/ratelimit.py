@@ -215,7 +215,11 @@ class TokenBucket:
         if not self._waiters:
             now = self._clock.now()
             self._refill(now)
-            if self._updated <= now and self._tokens >= cost - _EPSILON and self._window_due(cost, now) <= now:
+            if (
+                self._updated <= now
+                and self._tokens >= cost - _EPSILON
+                and self._window_due(cost, now) <= now
+            ):
                 self._take(cost, now)
                 return
         waiter = _Waiter(cost)
@@ -291,7 +295,8 @@ class TokenBucket:
 
     def __repr__(self) -> str:
         return (
-            f"TokenBucket(rate={self.rate!r}, capacity={self.capacity!r}, current_rate={self.current_rate:.3f}, "
+            f"TokenBucket(rate={self.rate!r}, capacity={self.capacity!r}, "
+            f"current_rate={self.current_rate:.3f}, "
             f"waiting={len(self._waiters)})"
         )
 

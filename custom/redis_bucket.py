@@ -114,8 +114,8 @@ _FAMILY_WIDE_APIS = frozenset({PROFILE})
 
 # KEYS[1]: the bucket hash. KEYS[2]: live leases, member "<seq>/<extras>/<need>:<granted>", score =
 # expiry (server time). KEYS[3]: the window's points, member "<seq>:<tokens>", score = the server
-# time the tokens count from; a lease's need is the point "<seq>:<need>" of the same seq. Numbers travel as strings: Redis truncates Lua numbers returned from a
-# script to integers.
+# time the tokens count from; a lease's need is the point "<seq>:<need>" of the same seq. Numbers
+# travel as strings: Redis truncates Lua numbers returned from a script to integers.
 _SCRIPT = """
 local bucket, leases, window = KEYS[1], KEYS[2], KEYS[3]
 local rate = tonumber(ARGV[1])
@@ -595,7 +595,8 @@ class RedisTokenBucket:
         mode = "local fallback" if self._fallback is not None else "shared"
         owner = f", budget of {self.budget_owner!r}" if self.budget_owner != self.tenant else ""
         return (
-            f"RedisTokenBucket({self.url!r}, tenant={self.tenant!r}, api={self.api!r}{owner}, rate={self.rate}, "
+            f"RedisTokenBucket({self.url!r}, tenant={self.tenant!r}, api={self.api!r}{owner}, "
+            f"rate={self.rate}, "
             f"capacity={self.capacity}, window={self.window}, lease_size={self.lease_size}, {mode})"
         )
 

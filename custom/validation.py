@@ -4,11 +4,12 @@ Generated ``from_dict`` methods trust the server: a missing field surfaces as a 
 wrong type often not at all. Here each operation's response schema (from the packaged normalized
 spec) is compiled once into msgspec types. A body is decoded once, to plain JSON data (what pages
 hand out and models are built from), and that data is checked against the types in C
-(``msgspec.convert``), naming the exact field on failure. Unknown fields pass (Amperity adds
-fields as a non-breaking change), and so do new enum values. Where the documents are silent the check is liberal: an optional field may be null
-(Amperity's servers send null for values they do not have, such as a running workflow's
-``ended_at`` or a last page's ``next_token``). Where they are explicit it is strict: a required field
-that is missing, null or of the wrong type is an error naming the field.
+(``msgspec.convert``), naming the exact field on failure. Unknown fields pass (Amperity adds fields
+as a non-breaking change), and so do new enum values. Where the documents are silent the check is
+liberal: an optional field may be null (Amperity's servers send null for values they do not have,
+such as a running workflow's ``ended_at`` or a last page's ``next_token``). Where they are explicit
+it is strict: a required field that is missing, null or of the wrong type is an error naming the
+field.
 """
 
 from __future__ import annotations

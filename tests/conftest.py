@@ -1,6 +1,6 @@
-pytest_plugins = ["amperity_async.testing.pytest_plugin"]
-
 import pytest
+
+pytest_plugins = ["amperity_async.testing.pytest_plugin"]
 
 
 @pytest.fixture(params=["asyncio", "trio"])

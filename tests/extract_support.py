@@ -28,7 +28,9 @@ def cli_env(tenant: Any, **overrides: str) -> dict[str, str]:
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
 
 
 def start_cli(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
@@ -71,7 +73,9 @@ def interrupted(
     """Run the CLI until ``out``'s checkpoint shows ``pages`` pages, then stop it with ``how``;
     return its exit status and stderr."""
     with running(args, env) as proc:
-        wait_until(lambda: state(out).get("pages", 0) >= pages or proc.poll() is not None, f"{pages} pages in {out}")
+        wait_until(
+            lambda: state(out).get("pages", 0) >= pages or proc.poll() is not None, f"{pages} pages in {out}"
+        )
         assert proc.poll() is None, f"the run ended before it could be interrupted: {proc.communicate()}"
         proc.send_signal(how)
         _, err = proc.communicate(timeout=60)

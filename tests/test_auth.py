@@ -392,7 +392,10 @@ async def test_a_retry_after_beyond_the_cap_fails_the_token_request_at_once() ->
     )
     clock = FakeClock()
     refresher = TokenRefresher(
-        ClientCredentials("c", CLIENT_SECRET), context=endpoint_context(router), clock=clock, retry=token_retry()
+        ClientCredentials("c", CLIENT_SECRET),
+        context=endpoint_context(router),
+        clock=clock,
+        retry=token_retry(),
     )
     with pytest.raises(TokenEndpointUnavailableError) as caught:
         await refresher.get()

@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / "benchmarks" / "run.py"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from harness import cells, chains, cli, nginx, processes, profiling, tenant_sections, variants
-from harness.settings import PAGE_SIZE
+from harness import cells, chains, cli, nginx, processes, profiling, tenant_sections, variants  # noqa: E402
+from harness.settings import PAGE_SIZE  # noqa: E402
 
 NGINX = nginx.find_nginx()
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed")

@@ -259,7 +259,7 @@ async def test_no_retry_waits_past_the_deadline_with_a_manual_clock() -> None:
         async def call() -> None:
             try:
                 await client.call(list_segment)
-            except Exception as exc:  # noqa: BLE001 - checked below
+            except Exception as exc:
                 errors.append(exc)
 
         async with anyio.create_task_group() as tg:

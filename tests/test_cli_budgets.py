@@ -10,6 +10,8 @@ from typing import Any
 
 import anyio
 import pytest
+from extract_support import cli_env, run_cli
+from redis_server import RedisServer
 
 from amperity_async.custom.cli.connection import budget_from, rates_from, worker_budgets, worker_env
 from amperity_async.custom.cli.parser import build_parser
@@ -18,9 +20,6 @@ from amperity_async.custom.extract import LocalBudget, OwnBudget, Rates, RedisBu
 from amperity_async.custom.operations import CONTROL_PLANE, PROFILE
 from amperity_async.custom.ratelimit import UNLIMITED, TokenBucket
 from amperity_async.custom.redis_bucket import RedisTokenBucket
-
-from extract_support import cli_env, run_cli
-from redis_server import RedisServer
 
 
 def parse(*flags: str) -> Any:

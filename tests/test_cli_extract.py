@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from extract_support import interrupted, one_line, start_cli, state, wait_until
 
 from amperity_async.custom.cli import main
 from amperity_async.testing import FakeTenantConfig
-
-from extract_support import interrupted, one_line, start_cli, state, wait_until
 
 
 @pytest.fixture
@@ -44,7 +43,12 @@ def lines(path: Path) -> list[str]:
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "amperity_async", *args], env=env, capture_output=True, text=True, timeout=240, check=False
+        [sys.executable, "-m", "amperity_async", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
 
 
@@ -59,7 +63,9 @@ def test_extract_writes_json_lines_and_a_summary(fake_tenant: Any, tmp_path: Pat
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT])
-def test_resume_after_the_process_dies_mid_extraction(fake_tenant: Any, tmp_path: Path, how: signal.Signals) -> None:
+def test_resume_after_the_process_dies_mid_extraction(
+    fake_tenant: Any, tmp_path: Path, how: signal.Signals
+) -> None:
     env = cli_env(fake_tenant)
     reference = tmp_path / "reference.jsonl"
     assert run_cli(["extract", "list_events", "--limit", "20", "--out", str(reference)], env).returncode == 0
@@ -67,8 +73,21 @@ def test_resume_after_the_process_dies_mid_extraction(fake_tenant: Any, tmp_path
     out = tmp_path / "events.jsonl"
     checkpoint = out.with_name(out.name + ".checkpoint")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "amperity_async", "extract", "list_events", "--limit", "20", "--out", str(out)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "amperity_async",
+            "extract",
+            "list_events",
+            "--limit",
+            "20",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     # 30 pages at the tenant's 10 requests/s: stop it once a few pages are durably written.
     deadline = time.monotonic() + 60
@@ -94,7 +113,12 @@ def test_resume_after_the_process_dies_mid_extraction(fake_tenant: Any, tmp_path
 def test_resume_refuses_a_checkpoint_of_other_parameters(fake_tenant: Any, tmp_path: Path) -> None:
     env = cli_env(fake_tenant)
     out = tmp_path / "segments.jsonl"
-    assert run_cli(["extract", "list_segment", "--limit", "100", "--max-items", "200", "--out", str(out)], env).returncode == 0
+    assert (
+        run_cli(
+            ["extract", "list_segment", "--limit", "100", "--max-items", "200", "--out", str(out)], env
+        ).returncode
+        == 0
+    )
     other = run_cli(["extract", "list_segment", "--limit", "50", "--out", str(out), "--resume"], env)
     assert other.returncode == 2
     assert "checkpoint" in other.stderr and "Traceback" not in other.stderr
@@ -106,7 +130,9 @@ def test_sharded_extraction_equals_unsharded(fake_tenant: Any, tmp_path: Path) -
     whole, sharded = tmp_path / "whole.jsonl", tmp_path / "sharded.jsonl"
     first = run_cli(["extract", "list_events", "--limit", "100", *window, "--out", str(whole)], env)
     assert first.returncode == 0, first.stderr
-    second = run_cli(["extract", "list_events", "--limit", "100", *window, "--shards", "4", "--out", str(sharded)], env)
+    second = run_cli(
+        ["extract", "list_events", "--limit", "100", *window, "--shards", "4", "--out", str(sharded)], env
+    )
     assert second.returncode == 0, second.stderr
     assert len(lines(whole)) == 600
     assert sorted(lines(sharded)) == sorted(lines(whole))
@@ -114,7 +140,9 @@ def test_sharded_extraction_equals_unsharded(fake_tenant: Any, tmp_path: Path) -
 
 
 def test_shards_need_a_time_window(fake_tenant: Any, tmp_path: Path) -> None:
-    result = run_cli(["extract", "list_segment", "--shards", "3", "--out", str(tmp_path / "x.jsonl")], cli_env(fake_tenant))
+    result = run_cli(
+        ["extract", "list_segment", "--shards", "3", "--out", str(tmp_path / "x.jsonl")], cli_env(fake_tenant)
+    )
     assert result.returncode == 2
     assert "time-window" in result.stderr
 
@@ -124,7 +152,14 @@ def test_extract_all_writes_every_list_and_each_index_profiles(fake_tenant: Any,
     result = run_cli(["extract-all", "--out", str(out), "--limit", "100"], cli_env(fake_tenant))
     assert result.returncode == 0, result.stderr
     files = sorted(p.name for p in out.glob("*.jsonl"))
-    stable_lists = {"list_campaign", "list_events", "list_indexes", "list_ingest_jobs", "list_segment", "list_workflows"}
+    stable_lists = {
+        "list_campaign",
+        "list_events",
+        "list_indexes",
+        "list_ingest_jobs",
+        "list_segment",
+        "list_workflows",
+    }
     assert stable_lists <= {name.removesuffix(".jsonl") for name in files}
     profiles = [name for name in files if name.startswith("list_profiles-")]
     assert len(profiles) == 2
@@ -134,7 +169,9 @@ def test_extract_all_writes_every_list_and_each_index_profiles(fake_tenant: Any,
 
 
 def test_demo_runs_end_to_end_on_a_small_tenant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["demo", "--out", str(tmp_path / "out"), "--rows", "150", "--profiles", "50", "--indexes", "2"])
+    code = main(
+        ["demo", "--out", str(tmp_path / "out"), "--rows", "150", "--profiles", "50", "--indexes", "2"]
+    )
     assert code == 0
     report = capsys.readouterr().out
     assert "list_segment" in report and "total" in report
@@ -151,7 +188,11 @@ def test_resume_after_sigkill_at_random_points_is_byte_identical(fake_tenant: An
     for attempt in range(8):
         proc = start_cli([*args, "--out", str(out), *(["--resume"] if attempt else [])], env)
         pages = state(out).get("pages", 0) if attempt else 0
-        wait_until(lambda: state(out).get("pages", 0) > pages or proc.poll() is not None, "a page")
+        # Bound as defaults: wait_until calls the check only within this iteration.
+        wait_until(
+            lambda proc=proc, pages=pages: state(out).get("pages", 0) > pages or proc.poll() is not None,
+            "a page",
+        )
         time.sleep(dice.uniform(0, 0.12))  # anywhere in the next page: fetching, checkpointing, writing
         if proc.poll() is not None:
             proc.communicate()
@@ -206,7 +247,9 @@ def test_extract_all_resumes_after_sigkill_without_from_or_to(fake_tenant: Any, 
     assert json.loads((out / "extract-all.checkpoint").read_text())["started"] == manifest["started"]
 
 
-def test_extract_all_overwrite_replaces_only_what_the_earlier_run_wrote(fake_tenant: Any, tmp_path: Path) -> None:
+def test_extract_all_overwrite_replaces_only_what_the_earlier_run_wrote(
+    fake_tenant: Any, tmp_path: Path
+) -> None:
     env = cli_env(fake_tenant)
     out = tmp_path / "all"
     assert run_cli(["extract-all", "--out", str(out), "--limit", "100"], env).returncode == 0
@@ -223,7 +266,9 @@ def test_extract_all_overwrite_replaces_only_what_the_earlier_run_wrote(fake_ten
     assert _files(out) == {**first, "notes.txt": b"mine"}
 
 
-def test_demo_replaces_its_own_output_but_no_other_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_replaces_its_own_output_but_no_other_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out"
     argv = ["demo", "--out", str(out), "--rows", "40", "--profiles", "10", "--indexes", "1"]
     assert main(argv) == 0

@@ -40,8 +40,18 @@ WRONG = {"AMPERITY_CLIENT_SECRET": "definitely-the-wrong-secret"}
     "argv",
     [
         ["extract-all", "--out", "{tmp}/all"],
-        ["extract", "list_events", "--shards", "3", "--param", "happened_from=2026-01-01",
-         "--param", "happened_to=2026-04-01", "--out", "{tmp}/events.jsonl"],
+        [
+            "extract",
+            "list_events",
+            "--shards",
+            "3",
+            "--param",
+            "happened_from=2026-01-01",
+            "--param",
+            "happened_to=2026-04-01",
+            "--out",
+            "{tmp}/events.jsonl",
+        ],
         ["extract", "list_segment", "--out", "-"],
     ],
     ids=["extract-all", "shards", "stdout"],
@@ -55,8 +65,12 @@ def test_a_wrong_secret_is_one_line_and_exit_1(fake_tenant: Any, tmp_path: Path,
     assert WRONG["AMPERITY_CLIENT_SECRET"] not in result.stderr + result.stdout
 
 
-@pytest.mark.parametrize("command", [["extract-all", "--out", "{tmp}/all"], ["extract", "list_segment", "--out", "-"]])
-def test_an_unreachable_tenant_is_one_line_and_exit_1(fake_tenant: Any, tmp_path: Path, command: list[str]) -> None:
+@pytest.mark.parametrize(
+    "command", [["extract-all", "--out", "{tmp}/all"], ["extract", "list_segment", "--out", "-"]]
+)
+def test_an_unreachable_tenant_is_one_line_and_exit_1(
+    fake_tenant: Any, tmp_path: Path, command: list[str]
+) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in command]
     with refused_port() as port:
         env = cli_env(fake_tenant, AMPERITY_BASE_URL=f"http://127.0.0.1:{port}/api")
@@ -70,8 +84,18 @@ def test_secrets_echoed_by_the_server_never_reach_stderr(tmp_path: Path) -> None
     with WindowedServer(echo_form=True) as server:
         env = {**server.env(), "AMPERITY_CLIENT_SECRET": secret}
         result = run_cli(
-            ["extract", "list_ingest_jobs", "--param", "created_from=2026-03-01", "--param", "created_to=2026-03-02",
-             "--out", str(tmp_path / "j.jsonl"), "--debug"], {**env},
+            [
+                "extract",
+                "list_ingest_jobs",
+                "--param",
+                "created_from=2026-03-01",
+                "--param",
+                "created_to=2026-03-02",
+                "--out",
+                str(tmp_path / "j.jsonl"),
+                "--debug",
+            ],
+            {**env},
         )
     assert result.returncode == 1
     assert "Traceback" in result.stderr and REDACTED in result.stderr  # --debug: the traceback, scrubbed
@@ -88,8 +112,13 @@ def test_a_full_disk_fails_in_one_line_and_the_resume_completes(fake_tenant: Any
         resource.setrlimit(resource.RLIMIT_FSIZE, (120_000, 120_000))
 
     full = subprocess.run(
-        [*CLI, "extract", "list_events", "--limit", "50", "--out", str(out)], env=env, capture_output=True,
-        text=True, timeout=120, check=False, preexec_fn=small_disk,
+        [*CLI, "extract", "list_events", "--limit", "50", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=small_disk,
     )
     assert full.returncode == 1
     line = one_line(full)
@@ -132,7 +161,10 @@ def test_a_read_only_disk_fails_in_one_line_and_the_resume_completes(
 def test_ctrl_c_during_extract_all_is_one_line_and_130(fake_tenant: Any, tmp_path: Path) -> None:
     out = tmp_path / "all"
     status, err = interrupted(
-        ["extract-all", "--out", str(out), "--limit", "20"], cli_env(fake_tenant), out / "list_events.jsonl", pages=2,
+        ["extract-all", "--out", str(out), "--limit", "20"],
+        cli_env(fake_tenant),
+        out / "list_events.jsonl",
+        pages=2,
         how=signal.SIGINT,
     )
     assert status == 130
@@ -142,8 +174,10 @@ def test_ctrl_c_during_extract_all_is_one_line_and_130(fake_tenant: Any, tmp_pat
 
 def test_stdout_closed_early_is_one_line_and_exit_1(fake_tenant: Any) -> None:
     proc = subprocess.Popen(
-        [*CLI, "extract", "list_events", "--limit", "10", "--out", "-"], env=cli_env(fake_tenant),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [*CLI, "extract", "list_events", "--limit", "10", "--out", "-"],
+        env=cli_env(fake_tenant),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
     assert proc.stdout.readline().startswith(b"{")
@@ -160,16 +194,26 @@ def test_stdout_closed_early_is_one_line_and_exit_1(fake_tenant: Any) -> None:
         (["extract", "list_segment", "--shards", "0", "--out", "x.jsonl"], "--shards: must be 1 or more"),
         (["extract", "list_segment", "--limit", "0"], "--limit: must be 1 or more"),
         (["extract", "list_segment", "--max-items", "-3"], "--max-items: must be 1 or more"),
-        (["extract", "list_segment", "--resume", "--overwrite", "--out", "x.jsonl"], "not allowed with argument"),
+        (
+            ["extract", "list_segment", "--resume", "--overwrite", "--out", "x.jsonl"],
+            "not allowed with argument",
+        ),
         (["extract", "list_segment", "--out", "{tmp}"], "is a folder"),
         (["extract-all", "--out", "{tmp}/file"], "is a file"),
         (["extract-all", "--from", "2026-13-45"], "not an ISO-8601 timestamp"),
         (["extract-all", "--from", "2026-03-01", "--to", "2026-02-01"], "must be before --to"),
-        (["extract", "list_segment", "--max-items", "5", "--shards", "2", "--out", "x.jsonl"], "cannot be combined"),
+        (
+            ["extract", "list_segment", "--max-items", "5", "--shards", "2", "--out", "x.jsonl"],
+            "cannot be combined",
+        ),
     ],
 )
 def test_bad_flags_are_one_line_and_exit_2(
-    fake_tenant: Any, tmp_path: Path, argv: list[str], expected: str, capsys: pytest.CaptureFixture[str],
+    fake_tenant: Any,
+    tmp_path: Path,
+    argv: list[str],
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (tmp_path / "file").write_text("not a folder")
@@ -182,7 +226,9 @@ def test_bad_flags_are_one_line_and_exit_2(
 
 
 def test_fake_tenant_on_an_impossible_port() -> None:
-    result = subprocess.run([*CLI, "fake-tenant", "--port", "99999"], capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [*CLI, "fake-tenant", "--port", "99999"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 2
     assert "port" in one_line(result)
 
@@ -197,7 +243,9 @@ def test_debug_prints_the_traceback_before_the_line(capsys: pytest.CaptureFixtur
 
 
 def test_exception_groups_name_the_real_error_once() -> None:
-    auth = AuthenticationError("invalid token", status_code=401, method="GET", url="http://127.0.0.1/api/segments")
+    auth = AuthenticationError(
+        "invalid token", status_code=401, method="GET", url="http://127.0.0.1/api/segments"
+    )
     group = ExceptionGroup("tasks", [ExceptionGroup("inner", [auth]), ConfigurationError("bad window")])
     failure = describe(BaseExceptionGroup("outer", [asyncio.CancelledError(), group]), resumable=True)
     assert failure.status == 1
@@ -206,7 +254,10 @@ def test_exception_groups_name_the_real_error_once() -> None:
 
 
 def test_interrupts_and_input_errors_have_their_own_status() -> None:
-    assert describe(BaseExceptionGroup("g", [KeyboardInterrupt(), ValueError("x")]), resumable=True).status == 130
+    assert (
+        describe(BaseExceptionGroup("g", [KeyboardInterrupt(), ValueError("x")]), resumable=True).status
+        == 130
+    )
     assert describe(CheckpointError("the checkpoint of x is for y")).status == 2
     unexpected = describe(ExceptionGroup("g", [ValueError("boom\nsecond line")]))
     assert unexpected.status == 1 and "\n" not in unexpected.line and "--debug" in unexpected.line

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from extract_support import cli_env, run_cli
 
 from amperity_async._operations import API_VERSIONS, OPERATIONS
 from amperity_async.custom.cli import build_parser, connection
@@ -17,8 +18,6 @@ from amperity_async.custom.operations import REGISTRY, OperationInfo, OperationR
 from amperity_async.models.get_workflow_view import GetWorkflowView
 from amperity_async.models.profile_filter import ProfileFilter
 from amperity_async.testing import FakeTenantConfig
-
-from extract_support import cli_env, run_cli
 
 
 def op(name: str) -> OperationInfo:
@@ -45,25 +44,40 @@ def test_the_documented_filter_example_selects_exactly_the_matching_profiles(
     assert run_cli(["extract", "list_indexes", "--out", str(indexes)], env).returncode == 0
     index = rows(indexes)[0]["id"]
     everyone = tmp_path / "all.jsonl"
-    assert run_cli(["extract", "list_profiles", "--param", f"id={index}", "--out", str(everyone)], env).returncode == 0
+    assert (
+        run_cli(
+            ["extract", "list_profiles", "--param", f"id={index}", "--out", str(everyone)], env
+        ).returncode
+        == 0
+    )
     names = [p["attributes"]["first_name"] for p in rows(everyone) if "first_name" in p.get("attributes", {})]
     name = names[0]
     expected = [p for p in rows(everyone) if p.get("attributes", {}).get("first_name") == name]
 
     chosen = tmp_path / "chosen.jsonl"
     params = [arg for f in form for arg in ("--param", f.format(name=name))]
-    result = run_cli(["extract", "list_profiles", "--param", f"id={index}", *params, "--out", str(chosen)], env)
+    result = run_cli(
+        ["extract", "list_profiles", "--param", f"id={index}", *params, "--out", str(chosen)], env
+    )
     assert result.returncode == 0, result.stderr
     assert rows(chosen) == expected and 0 < len(expected) < 300
 
 
 def test_scalars_decode_by_their_annotations() -> None:
-    pairs = [("limit", "5"), ("with_total", "TRUE"), ("created_from", "2026-01-01"), ("state", "succeeded"),
-             ("type", "courier")]
+    pairs = [
+        ("limit", "5"),
+        ("with_total", "TRUE"),
+        ("created_from", "2026-01-01"),
+        ("state", "succeeded"),
+        ("type", "courier"),
+    ]
     decoded = decode_arguments(op("list_workflows"), pairs)
     assert decoded.positional == ()
     assert decoded.params == {
-        "limit": 5, "with_total": True, "created_from": datetime(2026, 1, 1, tzinfo=UTC), "state": "succeeded",
+        "limit": 5,
+        "with_total": True,
+        "created_from": datetime(2026, 1, 1, tzinfo=UTC),
+        "state": "succeeded",
         "type_": "courier",
     }
 
@@ -101,17 +115,27 @@ def test_filters_are_built_as_their_model_never_a_lookalike() -> None:
         ("list_profiles", [("filter", "first_name:D")], "needs --param id=..."),
     ],
 )
-def test_bad_values_name_the_parameter_and_the_expected_type(name: str, pairs: list[tuple[str, str]], message: str) -> None:
+def test_bad_values_name_the_parameter_and_the_expected_type(
+    name: str, pairs: list[tuple[str, str]], message: str
+) -> None:
     with pytest.raises(ConfigurationError) as caught:
         decode_arguments(op(name), pairs)
     assert message in str(caught.value)
 
 
 def test_api_versions_default_to_the_operation_index(monkeypatch: pytest.MonkeyPatch) -> None:
-    versions = {**API_VERSIONS, "control-plane": {"default_version": "2031-02-03", "versions": ["2031-02-03"]}}
+    versions = {
+        **API_VERSIONS,
+        "control-plane": {"default_version": "2031-02-03", "versions": ["2031-02-03"]},
+    }
     monkeypatch.setattr(connection, "REGISTRY", OperationRegistry(OPERATIONS, versions))
     args = build_parser().parse_args(["extract", "list_segment", "--tenant", "acme", "--token", "t"])
     client = connection.client_from(args)
-    assert client.api_versions == {"control-plane": "2031-02-03", "profile": REGISTRY.default_version("profile")}
-    chosen = build_parser().parse_args(["extract", "list_segment", "--tenant", "a", "--token", "t", "--api-version", "x"])
+    assert client.api_versions == {
+        "control-plane": "2031-02-03",
+        "profile": REGISTRY.default_version("profile"),
+    }
+    chosen = build_parser().parse_args(
+        ["extract", "list_segment", "--tenant", "a", "--token", "t", "--api-version", "x"]
+    )
     assert connection.client_from(chosen).api_versions["control-plane"] == "x"

@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from extract_support import cli_env, one_line, run_cli, running, state, wait_until
 
 from amperity_async.testing import FakeTenantConfig
-
-from extract_support import cli_env, one_line, run_cli, running, state, wait_until
 
 WINDOW = ["--param", "happened_from=2025-12-01T00:00:00Z", "--param", "happened_to=2026-05-01T00:00:00Z"]
 EVENTS = ["extract", "list_events", "--limit", "20", *WINDOW]
 TENANT_WINDOW = 1.1
-"""Long enough for the tenant's sliding one-second window to forget an earlier run (its budget was another)."""
+"""Long enough for the tenant's sliding one-second window to forget an earlier run (its budget was
+another)."""
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from amperity_async.custom.errors import (
     ResponseValidationError,
     UnstableOperationError,
 )
-from amperity_async.models import ProfileFilter, Segment, SegmentList, Workflow, WorkflowRunRequest
+from amperity_async.models import ProfileFilter, Segment, Workflow, WorkflowRunRequest
 
 pytestmark = pytest.mark.anyio
 BASE = "https://app.amperity.com/api"
@@ -71,8 +71,14 @@ async def test_call_sends_tenant_version_and_token_headers_and_parses_the_model(
     router = respx.Router(assert_all_called=False)
     route = router.get(f"{BASE}/workflow/runs/wf-1").respond(
         200,
-        json={"id": "wf-1", "state": "running", "type": "courier.group/run", "name": "Daily",
-              "tenant": "acme", "created_at": "2026-06-19T04:00:18.764Z"},
+        json={
+            "id": "wf-1",
+            "state": "running",
+            "type": "courier.group/run",
+            "name": "Daily",
+            "tenant": "acme",
+            "created_at": "2026-06-19T04:00:18.764Z",
+        },
     )
     profile = router.get(f"{BASE}/indexes/idx-1").respond(200, json={"id": "idx-1", "name": "loyalty"})
     async with make_client(router) as client:
@@ -105,7 +111,9 @@ async def test_paginate_yields_models_across_pages_and_pages_expose_cursor_and_t
         token = request.url.params.get("next_token")
         assert token != ""
         if token is None:
-            return httpx.Response(200, json={"data": [segment(1), segment(2)], "next_token": "p2", "total": 3})
+            return httpx.Response(
+                200, json={"data": [segment(1), segment(2)], "next_token": "p2", "total": 3}
+            )
         assert token == "p2"
         return httpx.Response(200, json={"data": [segment(3)], "total": 3})
 
@@ -130,9 +138,14 @@ async def test_list_profiles_sends_each_filter_pair() -> None:
     router = respx.Router()
     route = router.get(f"{BASE}/indexes/idx-1/profiles").respond(200, json={"data": []})
     async with make_client(router) as client:
-        got = [p async for p in client.paginate(
-            list_profiles, "idx-1", filter_=ProfileFilter.from_dict({"first_name": "Daniel", "city": "Oslo"})
-        )]
+        got = [
+            p
+            async for p in client.paginate(
+                list_profiles,
+                "idx-1",
+                filter_=ProfileFilter.from_dict({"first_name": "Daniel", "city": "Oslo"}),
+            )
+        ]
     assert got == []
     params = route.calls.last.request.url.params
     assert params["filter[first_name]"] == "Daniel" and params["filter[city]"] == "Oslo"
@@ -147,7 +160,12 @@ async def test_typed_errors_carry_status_ids_method_and_url() -> None:
         with pytest.raises(NotFoundError) as info:
             await client.call(get_workflow, "wf-x")
     err = info.value
-    assert (err.status_code, err.message, err.request_id, err.trace_id) == (404, "No such workflow", "r-1", "t-1")
+    assert (err.status_code, err.message, err.request_id, err.trace_id) == (
+        404,
+        "No such workflow",
+        "r-1",
+        "t-1",
+    )
     assert err.method == "GET" and err.url.endswith("/api/workflow/runs/wf-x")
 
 
@@ -166,7 +184,9 @@ async def test_a_2xx_body_missing_a_required_field_raises_response_validation_er
     router.get(f"{BASE}/segments").mock(
         side_effect=[
             httpx.Response(200, json={"data": [segment(1)], "next_token": "p2"}),
-            httpx.Response(200, json={"data": [{"id": "seg-2", "status": "active"}]}, headers={"x-request-id": "r-9"}),
+            httpx.Response(
+                200, json={"data": [{"id": "seg-2", "status": "active"}]}, headers={"x-request-id": "r-9"}
+            ),
         ]
     )
     seen = []
@@ -209,8 +229,14 @@ async def test_unstable_only_operation_needs_the_unstable_version() -> None:
 
 async def test_post_body_is_sent_and_parsed() -> None:
     router = respx.Router()
-    created = {"id": "wf-9", "state": "started", "type": "courier.group/run", "name": "Run",
-               "tenant": "acme", "created_at": "2026-06-19T04:00:18.764Z"}
+    created = {
+        "id": "wf-9",
+        "state": "started",
+        "type": "courier.group/run",
+        "name": "Run",
+        "tenant": "acme",
+        "created_at": "2026-06-19T04:00:18.764Z",
+    }
     route = router.post(f"{BASE}/workflow/runs").respond(201, json=created)
     async with make_client(router) as client:
         run = await client.call(run_workflow, body=WorkflowRunRequest(config_id="cg-1"))
@@ -229,7 +255,9 @@ async def test_401_refreshes_once_replays_once_then_raises() -> None:
             from amperity_async import Secret, Token
 
             self.fetches += 1
-            return Token(access_token=Secret(jwt(time.time() + 3600, sub=f"k{self.fetches}")), expires_at=None)
+            return Token(
+                access_token=Secret(jwt(time.time() + 3600, sub=f"k{self.fetches}")), expires_at=None
+            )
 
     source = Counting()
     async with make_client(router, auth=source) as client:
@@ -265,7 +293,10 @@ async def test_one_bucket_shared_by_two_clients() -> None:
     shared = Recording()
     router = respx.Router()
     router.get(f"{BASE}/segments").respond(200, json={"data": [segment(1)]})
-    async with make_client(router, rate_limit=shared) as a, make_client(router, rate_limit=shared, tenant="acme-sb") as b:
+    async with (
+        make_client(router, rate_limit=shared) as a,
+        make_client(router, rate_limit=shared, tenant="acme-sb") as b,
+    ):
         await a.call(list_segment)
         await b.call(list_segment)
     assert shared.acquired == 2
@@ -274,7 +305,9 @@ async def test_one_bucket_shared_by_two_clients() -> None:
 async def test_no_log_record_or_repr_contains_the_token(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     router = respx.Router()
-    router.get(f"{BASE}/segments").mock(side_effect=[httpx.Response(503), httpx.Response(200, json={"data": []})])
+    router.get(f"{BASE}/segments").mock(
+        side_effect=[httpx.Response(503), httpx.Response(200, json={"data": []})]
+    )
     async with make_client(router) as client:
         await client.call(list_segment)
         text = repr(client) + repr(client.refresher)

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import pytest
+from redis_server import RedisServer
 
 from amperity_async.custom.client import AmperityClient
 from amperity_async.custom.errors import ConfigurationError
@@ -32,8 +33,6 @@ from amperity_async.custom.extract import (
 from amperity_async.custom.operations import REGISTRY
 from amperity_async.custom.tokens import ClientCredentials
 from amperity_async.testing import FakeTenantConfig
-
-from redis_server import RedisServer
 
 distributed = pytest.importorskip("distributed")
 

@@ -201,14 +201,18 @@ def fake_tenant_config() -> FakeTenantConfig:
 EVENTS = ["extract", "list_events", "--limit", "20"]
 
 
-def test_kills_at_random_moments_then_resume_give_the_bytes_of_one_clean_run(fake_tenant: Any, tmp_path: Path) -> None:
+def test_kills_at_random_moments_then_resume_give_the_bytes_of_one_clean_run(
+    fake_tenant: Any, tmp_path: Path
+) -> None:
     env = cli_env(fake_tenant)
     reference, out = tmp_path / "reference.jsonl", tmp_path / "events.jsonl"
     assert run_cli([*EVENTS, "--out", str(reference)], env).returncode == 0
     dice = random.Random(20261129)
     kills = 0
     for attempt in range(12):
-        proc = start_cli([*EVENTS, "--out", str(out), "--sync-seconds", "0.05", *(["--resume"] if attempt else [])], env)
+        proc = start_cli(
+            [*EVENTS, "--out", str(out), "--sync-seconds", "0.05", *(["--resume"] if attempt else [])], env
+        )
         deadline = time.monotonic() + 60
         while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -236,4 +240,3 @@ def test_sync_flags_are_checked(fake_tenant: Any, tmp_path: Path) -> None:
         assert refused.returncode == 2 and flag in one_line(refused)
     every_page = run_cli([*EVENTS, "--out", str(tmp_path / "y.jsonl"), "--sync-pages", "1"], env)
     assert every_page.returncode == 0 and len((tmp_path / "y.jsonl").read_bytes().splitlines()) == 600
-

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from extract_support import checkpoint_of, cli_env, interrupted, one_line, run_cli, running, state, wait_until
 
 from amperity_async.custom.extract import Checkpoint, OutputLockedError
 from amperity_async.custom.extract.output import FolderLock, OutputFile
 from amperity_async.testing import FakeTenantConfig, start_in_thread
-
-from extract_support import checkpoint_of, cli_env, interrupted, one_line, run_cli, running, state, wait_until
 
 EVENTS = ["extract", "list_events", "--limit", "20"]
 
@@ -129,7 +128,12 @@ def _replace(path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("tamper", "expected"),
-    [(_cut_before_the_last_checkpoint, "shorter"), (_append, "longer"), (_edit, "differ"), (_replace, "not the file")],
+    [
+        (_cut_before_the_last_checkpoint, "shorter"),
+        (_append, "longer"),
+        (_edit, "differ"),
+        (_replace, "not the file"),
+    ],
     ids=["shorter", "longer", "edited", "replaced"],
 )
 def test_resume_refuses_an_output_changed_after_its_checkpoint(
@@ -163,7 +167,9 @@ def _null_cursor(document: dict[str, Any]) -> None:
 
 def _old_format(document: dict[str, Any]) -> None:
     document.clear()
-    document.update(operation="list-events", params={}, next_token=None, offset=0, rows=80, pages=4, done=False)
+    document.update(
+        operation="list-events", params={}, next_token=None, offset=0, rows=80, pages=4, done=False
+    )
 
 
 def _garbage(document: dict[str, Any]) -> None:
@@ -203,7 +209,9 @@ def test_resume_refuses_a_checkpoint_of_another_tenant(fake_tenant: Any, partial
 
 
 def test_resume_refuses_other_parameters(fake_tenant: Any, partial: Path) -> None:
-    refused = run_cli(["extract", "list_events", "--limit", "50", "--out", str(partial), "--resume"], cli_env(fake_tenant))
+    refused = run_cli(
+        ["extract", "list_events", "--limit", "50", "--out", str(partial), "--resume"], cli_env(fake_tenant)
+    )
     assert refused.returncode == 2 and "params" in one_line(refused)
 
 
@@ -259,5 +267,9 @@ def test_the_checkpoint_summary_is_what_the_file_durably_holds(fake_tenant: Any,
         assert lines == checkpoint.rows
     else:  # killed between the checkpoint naming a page and that page being complete
         assert checkpoint.rows <= lines <= checkpoint.pending.rows
-    assert (checkpoint.rows, checkpoint.pages, checkpoint.done) == (state(partial)["rows"], state(partial)["pages"], False)
+    assert (checkpoint.rows, checkpoint.pages, checkpoint.done) == (
+        state(partial)["rows"],
+        state(partial)["pages"],
+        False,
+    )
     assert checkpoint.next_token == checkpoint.committed.cursor.next_token and checkpoint.next_token

@@ -16,16 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from windowed_server import WindowedServer
 
-from amperity_async.custom.tokens import ClientCredentials
 from amperity_async.custom.client import AmperityClient
 from amperity_async.custom.extract import Manifest, Window, extract_all, extract_to_file
 from amperity_async.custom.extract.boundaries import BoundaryGuard, timestamp_field
 from amperity_async.custom.extract.windows import documented_window
 from amperity_async.custom.operations import REGISTRY
+from amperity_async.custom.tokens import ClientCredentials
 from amperity_async.testing import FakeTenantConfig
-
-from windowed_server import WindowedServer
 
 MARCH = datetime(2026, 3, 1, tzinfo=UTC)
 INGEST = REGISTRY.get("list_ingest_jobs")
@@ -35,8 +34,12 @@ assert INGEST is not None and EVENTS is not None
 
 def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "amperity_async", *args], env={**os.environ, **env},
-        capture_output=True, text=True, timeout=120, check=False,
+        [sys.executable, "-m", "amperity_async", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -98,7 +101,9 @@ def job_times() -> list[datetime]:
 
 
 @pytest.mark.parametrize("inclusive_end", [False, True], ids=["half-open", "inclusive-to"])
-def test_ingest_jobs_one_request_per_window_never_following_the_cursor(tmp_path: Path, inclusive_end: bool) -> None:
+def test_ingest_jobs_one_request_per_window_never_following_the_cursor(
+    tmp_path: Path, inclusive_end: bool
+) -> None:
     times = job_times()
     with WindowedServer(jobs=times, inclusive_end=inclusive_end) as server:
         out = tmp_path / "jobs.jsonl"
@@ -132,8 +137,19 @@ def test_a_window_the_server_refuses_fails_in_one_line_keeping_earlier_windows(t
 def test_limit_is_refused_for_a_list_answered_in_one_response(tmp_path: Path) -> None:
     with WindowedServer(jobs=job_times()) as server:
         result = run_cli(
-            ["extract", "list_ingest_jobs", "--limit", "10", "--param", "created_from=2026-03-01",
-             "--param", "created_to=2026-03-05", "--out", str(tmp_path / "j.jsonl")], server.env(),
+            [
+                "extract",
+                "list_ingest_jobs",
+                "--limit",
+                "10",
+                "--param",
+                "created_from=2026-03-01",
+                "--param",
+                "created_to=2026-03-05",
+                "--out",
+                str(tmp_path / "j.jsonl"),
+            ],
+            server.env(),
         )
     assert result.returncode == 2 and "takes no page size" in result.stderr
 
@@ -150,11 +166,19 @@ def test_shards_on_an_inclusive_server_do_not_double_boundary_events(tmp_path: P
     shard_edges = [start + timedelta(days=2 * k) for k in range(1, 4)]  # 4 shards of 2 days
     times = [*shard_edges, *shard_edges, *(start + timedelta(hours=7 * k) for k in range(27))]
     with WindowedServer(events=times, inclusive_end=True) as server:
-        window = ["--param", f"happened_from={start.isoformat()}", "--param", f"happened_to={end.isoformat()}"]
+        window = [
+            "--param",
+            f"happened_from={start.isoformat()}",
+            "--param",
+            f"happened_to={end.isoformat()}",
+        ]
         whole, sharded = tmp_path / "whole.jsonl", tmp_path / "sharded.jsonl"
-        first = run_cli(["extract", "list_events", "--limit", "4", *window, "--out", str(whole)], server.env())
+        first = run_cli(
+            ["extract", "list_events", "--limit", "4", *window, "--out", str(whole)], server.env()
+        )
         second = run_cli(
-            ["extract", "list_events", "--limit", "4", *window, "--shards", "4", "--out", str(sharded)], server.env()
+            ["extract", "list_events", "--limit", "4", *window, "--shards", "4", "--out", str(sharded)],
+            server.env(),
         )
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
@@ -170,14 +194,18 @@ def test_shards_on_an_inclusive_server_do_not_double_boundary_events(tmp_path: P
 @pytest.fixture
 def fake_tenant_config() -> FakeTenantConfig:
     # default_limit: a tenant whose windowed list pages by default would hide jobs past the first page.
-    return FakeTenantConfig(rows=300, indexes=1, profiles_per_index=20, seed=4, rate_limits=False, default_limit=1000)
+    return FakeTenantConfig(
+        rows=300, indexes=1, profiles_per_index=20, seed=4, rate_limits=False, default_limit=1000
+    )
 
 
 @pytest.mark.anyio
 async def test_extract_all_reads_the_last_7_days_of_ingest_jobs(fake_tenant: Any, tmp_path: Path) -> None:
     auth = ClientCredentials(fake_tenant.client_id, fake_tenant.client_secret)
     now = datetime(2026, 3, 15, 9, 30, tzinfo=UTC)
-    async with AmperityClient(tenant=fake_tenant.config.tenant, auth=auth, base_url=fake_tenant.base_url) as client:
+    async with AmperityClient(
+        tenant=fake_tenant.config.tenant, auth=auth, base_url=fake_tenant.base_url
+    ) as client:
         await extract_all(client, tmp_path / "all", now=now, limit=100)
         assert INGEST is not None
         reference = tmp_path / "reference.jsonl"

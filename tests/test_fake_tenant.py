@@ -563,12 +563,15 @@ async def test_a_new_operation_in_the_spec_is_served_without_code(tmp_path: Path
             "total": {"type": "integer"},
         },
     }
-    ok = lambda name: {
-        "200": {
-            "description": "ok",
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+
+    def ok(name: str) -> dict[str, Any]:
+        return {
+            "200": {
+                "description": "ok",
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}},
+            }
         }
-    }
+
     spec["paths"]["/api/audiences"] = {
         "get": {
             "operationId": "list-audiences",

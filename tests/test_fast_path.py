@@ -61,7 +61,9 @@ def tenant_client(tenant: Any, **options: Any) -> AmperityClient:
 
 
 def segments_page(count: int, cursor: str | None) -> bytes:
-    page: dict[str, Any] = {"data": [{"id": f"seg-{i}", "name": f"S {i}", "status": "active"} for i in range(count)]}
+    page: dict[str, Any] = {
+        "data": [{"id": f"seg-{i}", "name": f"S {i}", "status": "active"} for i in range(count)]
+    }
     if cursor is not None:
         page["next_token"] = cursor
     return json.dumps(page).encode()
@@ -91,12 +93,17 @@ async def test_both_paths_send_the_same_request_line_headers_and_body() -> None:
         await client.call(list_events, limit=5, next_token="a b/c+d=é", happened_from=since, with_total=True)
 
     async def profiles(client: AmperityClient) -> None:
-        await client.call(list_profiles, "idx/1 é", filter_=ProfileFilter(first_name="Dan iel", city="Oslo&Co"))
+        await client.call(
+            list_profiles, "idx/1 é", filter_=ProfileFilter(first_name="Dan iel", city="Oslo&Co")
+        )
 
     async def run(client: AmperityClient) -> None:
         await client.call(run_workflow, body=WorkflowRunRequest(config_id="cg-ü 1"))
 
-    created = b'{"id": "wf-1", "state": "started", "type": "t", "name": "n", "tenant": "acme", "created_at": "2026-06-19T04:00:18Z"}'
+    created = (
+        b'{"id": "wf-1", "state": "started", "type": "t", "name": "n", "tenant": "acme", '
+        b'"created_at": "2026-06-19T04:00:18Z"}'
+    )
     for call, answer in ((events, PAGE), (profiles, PAGE), (run, created)):
         fast, generic = await recorded(True, call, answer), await recorded(False, call, answer)
         # httpx-aiohttp lets yarl unescape what a query may hold as it is ('/', ':'): the same values.
@@ -125,7 +132,9 @@ async def test_the_fast_path_quotes_the_query_as_httpx_does() -> None:
 
 @BOTH
 @pytest.mark.fake_tenant(rows=230, indexes=1, profiles_per_index=130, seed=5)
-async def test_call_pages_and_paginate_answer_the_same_on_both_paths(fake_tenant: Any, fast_path: bool) -> None:
+async def test_call_pages_and_paginate_answer_the_same_on_both_paths(
+    fake_tenant: Any, fast_path: bool
+) -> None:
     async with tenant_client(fake_tenant, fast_path=fast_path) as client, tenant_client(fake_tenant) as fast:
         assert (client._fast is not None) is fast_path
         index = (await client.call(list_indexes)).data[0].id
@@ -154,7 +163,9 @@ async def test_the_fast_path_answers_carry_what_the_caller_needs() -> None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             page = await client.call(list_segment)
-        answer = await client._fast.send(client.operation(list_segment), {"method": "get", "url": "/api/segments"})
+        answer = await client._fast.send(
+            client.operation(list_segment), {"method": "get", "url": "/api/segments"}
+        )
     assert [s.id for s in page.data] == ["seg-0", "seg-1", "seg-2"] and page.next_token == "c-1"
     assert isinstance(answer, Answer) and answer.content == body and answer.headers["x-request-id"] == "r-7"
     converted = answer.as_httpx()
@@ -170,7 +181,10 @@ async def test_unknown_fields_are_kept_on_both_paths() -> None:
             await stream.send(response(200, page))
             return True
 
-        async with hostile_server(handler) as server, client_for(server.base_url, fast_path=fast_path) as client:
+        async with (
+            hostile_server(handler) as server,
+            client_for(server.base_url, fast_path=fast_path) as client,
+        ):
             answer = await client.call(list_segment)
             [raw] = [p async for p in client.pages(list_segment)]
         assert answer.data[0]["color"] == "red" and answer["extra"] == {"x": 1}
@@ -189,7 +203,10 @@ async def test_5xx_then_success_is_retried_and_counted_alike(fast_path: bool) ->
             await stream.send(response(200, segments_page(2, None)))
         return True
 
-    async with hostile_server(flaky) as server, client_for(server.base_url, fast_path=fast_path, max_retries=3) as client:
+    async with (
+        hostile_server(flaky) as server,
+        client_for(server.base_url, fast_path=fast_path, max_retries=3) as client,
+    ):
         page = await client.call(list_segment)
         stats = client.stats
     assert len(page.data) == 2 and len(server.requests) == 3
@@ -222,7 +239,9 @@ async def test_a_400_is_typed_with_its_body_request_id_and_scrubbed_secret(fast_
             await client.call(list_segment, limit=3)
     error = caught.value
     assert error.request_id == "r-1" and error.url == f"{server.base_url}/segments?limit=3"
-    assert DEFAULT_TOKEN not in str(error) and DEFAULT_TOKEN not in error.body and "bad token" in error.message
+    assert (
+        DEFAULT_TOKEN not in str(error) and DEFAULT_TOKEN not in error.body and "bad token" in error.message
+    )
 
 
 @BOTH
@@ -243,9 +262,12 @@ async def test_401_renews_the_token_once_and_replays_once(fast_path: bool) -> No
             await stream.send(response(401, b'{"status": 401, "message": "expired"}'))
         return True
 
-    async with hostile_server(picky) as server, client_for(
-        server.base_url, fast_path=fast_path, auth=Rotating(), unauthorized_refresh_interval=0.001
-    ) as client:
+    async with (
+        hostile_server(picky) as server,
+        client_for(
+            server.base_url, fast_path=fast_path, auth=Rotating(), unauthorized_refresh_interval=0.001
+        ) as client,
+    ):
         page = await client.call(list_segment)
         assert len(page.data) == 1
         assert [r.headers["authorization"] for r in server.requests] == ["Bearer token-0", "Bearer token-1"]
@@ -272,9 +294,10 @@ async def test_a_dripping_answer_hits_the_attempt_timeout(fast_path: bool) -> No
             await stream.send(b" ")
             await anyio.sleep(0.05)
 
-    async with hostile_server(drip) as server, client_for(
-        server.base_url, fast_path=fast_path, timeout=0.3, max_retries=0
-    ) as client:
+    async with (
+        hostile_server(drip) as server,
+        client_for(server.base_url, fast_path=fast_path, timeout=0.3, max_retries=0) as client,
+    ):
         with anyio.fail_after(HANG_GUARD), pytest.raises(APITimeoutError) as caught:
             await client.call(list_segment)
     assert caught.value.bound == "timeout" and caught.value.kind == "timeout"
@@ -294,9 +317,10 @@ async def test_bodies_are_capped_after_inflating(fast_path: bool) -> None:
             await stream.send(b"4000\r\n" + b" " * 0x4000 + b"\r\n")
 
     for handler in (inflating, endless):
-        async with hostile_server(handler) as server, client_for(
-            server.base_url, fast_path=fast_path, max_response_bytes=1_000_000
-        ) as client:
+        async with (
+            hostile_server(handler) as server,
+            client_for(server.base_url, fast_path=fast_path, max_response_bytes=1_000_000) as client,
+        ):
             with anyio.fail_after(HANG_GUARD), pytest.raises(ResponseTooLargeError):
                 await client.call(list_segment)
         assert len(server.requests) == 1, "a body too large is not fetched again"
@@ -306,12 +330,15 @@ async def test_bodies_are_capped_after_inflating(fast_path: bool) -> None:
 async def test_a_dropped_connection_is_retried_and_a_refused_one_named(fast_path: bool) -> None:
     async def drop_first(request: Request, stream: anyio.abc.SocketStream) -> bool:
         if len(server.requests) == 1:
-            await stream.send(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{\"data\"")
+            await stream.send(b'HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n{"data"')
             return False
         await stream.send(response(200, segments_page(1, None)))
         return True
 
-    async with hostile_server(drop_first) as server, client_for(server.base_url, fast_path=fast_path) as client:
+    async with (
+        hostile_server(drop_first) as server,
+        client_for(server.base_url, fast_path=fast_path) as client,
+    ):
         page = await client.call(list_segment)
         assert len(page.data) == 1 and client.stats.errors == 1 and client.stats.retries == 1
     with refused_port() as port:
@@ -324,9 +351,10 @@ async def test_a_dropped_connection_is_retried_and_a_refused_one_named(fast_path
 @BOTH
 async def test_deep_and_broken_json_are_validation_errors(fast_path: bool) -> None:
     for body in (b"[" * 100_000 + b"]" * 100_000, b'{"data": [{"id": 5}]}', b"<html>"):
-        async with hostile_server(_always(response(200, body))) as server, client_for(
-            server.base_url, fast_path=fast_path
-        ) as client:
+        async with (
+            hostile_server(_always(response(200, body))) as server,
+            client_for(server.base_url, fast_path=fast_path) as client,
+        ):
             with pytest.raises(ResponseValidationError):
                 await client.call(list_segment)
 
@@ -362,9 +390,10 @@ async def test_a_transport_given_to_the_client_sees_every_request() -> None:
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_trio_takes_the_httpx_path(anyio_backend: str) -> None:
-    async with hostile_server(_always(response(200, segments_page(2, None)))) as server, client_for(
-        server.base_url
-    ) as client:
+    async with (
+        hostile_server(_always(response(200, segments_page(2, None)))) as server,
+        client_for(server.base_url) as client,
+    ):
         page = await client.call(list_segment)
         assert client._fast is not None and not client._fast.takes({"method": "get", "url": "/api/segments"})
     assert len(page.data) == 2 and len(server.requests) == 1
@@ -425,9 +454,10 @@ async def test_an_outer_cancel_scope_passes_through_an_attempt_and_the_attempt_b
         await anyio.sleep(5)
         return False
 
-    async with hostile_server(slow) as server, client_for(
-        server.base_url, fast_path=fast_path, timeout=2, max_retries=0
-    ) as client:
+    async with (
+        hostile_server(slow) as server,
+        client_for(server.base_url, fast_path=fast_path, timeout=2, max_retries=0) as client,
+    ):
         with anyio.fail_after(HANG_GUARD), anyio.move_on_after(0.2) as outer:
             await client.call(list_segment)
         assert outer.cancelled_caught, "the caller's scope ended the call, not a timeout"

@@ -71,11 +71,13 @@ def test_models_with_additional_properties_take_them_as_keywords() -> None:
     assert ProfileAttributes(email="d@example.com")["email"] == "d@example.com"
     request = WorkflowRunRequest(config_id="cg-1", run_mode=WorkflowRunRequestRunMode.FULL, priority="high")
     assert request.to_dict() == {"config_id": "cg-1", "run_mode": "full", "priority": "high"}
-    assert ProfileFilter.from_dict({"last_name": "Smith"}) .to_dict() == {"last_name": "Smith"}
+    assert ProfileFilter.from_dict({"last_name": "Smith"}).to_dict() == {"last_name": "Smith"}
 
 
 def test_a_keyword_that_is_the_wire_name_of_a_renamed_field_is_refused() -> None:
-    fields = dict(id="wf-1", state="running", name="n", tenant="t", created_at=datetime.datetime.now(datetime.UTC))
+    fields = dict(
+        id="wf-1", state="running", name="n", tenant="t", created_at=datetime.datetime.now(datetime.UTC)
+    )
     with pytest.raises(TypeError, match=r"Workflow\(\) got type=\.\.\., the wire name of its field type_"):
         Workflow(type_="x", type="y", **fields)  # type: ignore[arg-type]
     assert Workflow(type_="x", **fields).to_dict()["type"] == "x"  # type: ignore[arg-type]
@@ -90,7 +92,9 @@ def test_required_fields_are_still_required() -> None:
 
 
 def test_null_optional_fields_parse_as_none_and_round_trip() -> None:
-    body = dict(WORKFLOW, ended_at=None, error=None, task_instances=None, warn_after_ms=None, principal_id=None)
+    body = dict(
+        WORKFLOW, ended_at=None, error=None, task_instances=None, warn_after_ms=None, principal_id=None
+    )
     run = Workflow.from_dict(body)
     assert (run.ended_at, run.error, run.task_instances, run.warn_after_ms, run.principal_id) == (None,) * 5
     assert run.launched_version is UNSET
@@ -116,7 +120,9 @@ def test_a_required_field_that_is_null_or_missing_still_fails() -> None:
 
 
 def test_timestamps_from_the_server_are_aware_and_those_without_offset_are_utc() -> None:
-    run = Workflow.from_dict(dict(WORKFLOW, created_at="2026-06-19T04:00:18", ended_at="2026-06-19T06:00:00+02:00"))
+    run = Workflow.from_dict(
+        dict(WORKFLOW, created_at="2026-06-19T04:00:18", ended_at="2026-06-19T06:00:00+02:00")
+    )
     assert run.created_at == datetime.datetime(2026, 6, 19, 4, 0, 18, tzinfo=datetime.UTC)
     assert isinstance(run.ended_at, datetime.datetime)
     assert run.ended_at.utcoffset() == datetime.timedelta(hours=2)
@@ -125,7 +131,9 @@ def test_timestamps_from_the_server_are_aware_and_those_without_offset_are_utc()
 
 def test_a_naive_datetime_in_a_body_names_its_field() -> None:
     request = WorkflowRunRequest(config_id="cg-1", range_to=datetime.datetime(2026, 4, 1))
-    with pytest.raises(ConfigurationError, match=r"range_to='2026-04-01T00:00:00' is a naive datetime") as info:
+    with pytest.raises(
+        ConfigurationError, match=r"range_to='2026-04-01T00:00:00' is a naive datetime"
+    ) as info:
         request.to_dict()
     assert isinstance(info.value, ValueError)
 

@@ -118,8 +118,14 @@ async def test_extract_writes_each_item_once_and_a_resumable_checkpoint(tmp_path
 # liberal where the documents are silent
 
 
-WORKFLOW = {"id": "wf-1", "state": "running", "type": "courier.group/run", "name": "Daily", "tenant": "acme",
-            "created_at": "2026-06-19T04:00:18.764Z"}
+WORKFLOW = {
+    "id": "wf-1",
+    "state": "running",
+    "type": "courier.group/run",
+    "name": "Daily",
+    "tenant": "acme",
+    "created_at": "2026-06-19T04:00:18.764Z",
+}
 
 
 async def test_a_null_next_token_ends_the_list_and_null_optional_fields_parse() -> None:
@@ -147,7 +153,9 @@ async def test_an_empty_next_token_ends_the_list_and_is_never_sent() -> None:
 
 
 async def test_required_fields_stay_strict_and_the_items_before_a_bad_one_are_delivered() -> None:
-    server = ListServer({"data": [*segments(1), {"id": None, "name": "x", "status": "active"}], "next_token": None})
+    server = ListServer(
+        {"data": [*segments(1), {"id": None, "name": "x", "status": "active"}], "next_token": None}
+    )
     async with server.client() as client:
         with pytest.raises(ResponseValidationError) as info:
             await collect_ids(client.paginate(list_segment))
@@ -164,7 +172,9 @@ async def test_required_fields_stay_strict_and_the_items_before_a_bad_one_are_de
 
 
 async def test_an_unparseable_timestamp_names_the_item() -> None:
-    server = ListServer({"data": [WORKFLOW, dict(WORKFLOW, id="wf-2", ended_at="yesterday")], "next_token": None})
+    server = ListServer(
+        {"data": [WORKFLOW, dict(WORKFLOW, id="wf-2", ended_at="yesterday")], "next_token": None}
+    )
     seen: list[str] = []
     async with server.client() as client:
         with pytest.raises(ResponseValidationError) as info:
@@ -185,8 +195,12 @@ async def test_a_timestamp_without_offset_from_the_server_is_utc() -> None:
 
 
 async def test_max_pages_stops_and_next_token_resumes() -> None:
-    server = ListServer({"data": segments(1)}, {"data": segments(2)}, {"data": segments(3)},
-                        {"data": segments(4), "next_token": None})
+    server = ListServer(
+        {"data": segments(1)},
+        {"data": segments(2)},
+        {"data": segments(3)},
+        {"data": segments(4), "next_token": None},
+    )
     async with server.client() as client:
         pages = client.pages(list_segment, max_pages=2)
         first = [item.id async for page in pages for item in page.data]

@@ -224,7 +224,14 @@ async def wait_for(condition: Callable[[], bool], seconds: float = 5) -> None:
 
 def test_leases_are_about_a_hundredth_of_the_rate_and_one_ticket_at_low_rates() -> None:
     assert [lease_size(rate) for rate in (1, 10, 199.9, 200, 2000, 4000, 10**6, UNLIMITED)] == [
-        1, 1, 1, 2, 20, 40, 50, 50,
+        1,
+        1,
+        1,
+        2,
+        20,
+        40,
+        50,
+        50,
     ]
 
 

@@ -17,7 +17,9 @@ pytestmark = pytest.mark.anyio
 class Source:
     """Pages keyed by the cursor that fetches them (None: the first page)."""
 
-    def __init__(self, pages: dict[str | None, tuple[list[Any], str | None]], *, total: int | None = None) -> None:
+    def __init__(
+        self, pages: dict[str | None, tuple[list[Any], str | None]], *, total: int | None = None
+    ) -> None:
         self.pages = pages
         self.total = total
         self.requested: list[str | None] = []
@@ -44,7 +46,9 @@ class Source:
             self.in_flight -= 1
 
 
-def chain(n_pages: int, per_page: int = 2, last_token: str | None = None) -> dict[str | None, tuple[list[Any], str | None]]:
+def chain(
+    n_pages: int, per_page: int = 2, last_token: str | None = None
+) -> dict[str | None, tuple[list[Any], str | None]]:
     pages: dict[str | None, tuple[list[Any], str | None]] = {}
     for i in range(n_pages):
         key = None if i == 0 else f"c{i}"
@@ -188,8 +192,13 @@ async def test_an_item_that_cannot_be_converted_names_its_field() -> None:
         return str(item["name"])
 
     page: Page[str] = Page(
-        operation="list-things", raw=[{"name": "a"}, {}], next_token=None, total=None, token=None,
-        request_id="req-9", convert=convert,
+        operation="list-things",
+        raw=[{"name": "a"}, {}],
+        next_token=None,
+        total=None,
+        token=None,
+        request_id="req-9",
+        convert=convert,
     )
     assert page.item(0) == "a"
     with pytest.raises(ResponseValidationError) as info:
@@ -203,8 +212,15 @@ async def test_items_before_an_unconvertible_one_are_still_yielded() -> None:
         return str(item["name"])
 
     async def fetch(token: str | None) -> Page[str]:
-        return Page(operation="list-things", raw=[{"name": "a"}, {"name": "b"}, {}, {"name": "d"}], next_token=None,
-                    total=None, token=token, request_id="req-3", convert=convert)
+        return Page(
+            operation="list-things",
+            raw=[{"name": "a"}, {"name": "b"}, {}, {"name": "d"}],
+            next_token=None,
+            total=None,
+            token=token,
+            request_id="req-3",
+            convert=convert,
+        )
 
     seen = []
     with pytest.raises(ResponseValidationError) as info:
@@ -227,9 +243,18 @@ class Endless:
     async def fetch(self, token: str | None) -> Page[dict[str, Any]]:
         n = len(self.requested)
         self.requested.append(token)
-        raw = self.pages[n] if n < len(self.pages) else self.forever[(n - len(self.pages)) % len(self.forever)]
-        return Page(operation="list-things", raw=[dict(item) for item in raw], next_token=f"c{n + 1}",
-                    total=None, token=token, request_id=None, convert=lambda item: dict(item))
+        raw = (
+            self.pages[n] if n < len(self.pages) else self.forever[(n - len(self.pages)) % len(self.forever)]
+        )
+        return Page(
+            operation="list-things",
+            raw=[dict(item) for item in raw],
+            next_token=f"c{n + 1}",
+            total=None,
+            token=token,
+            request_id=None,
+            convert=lambda item: dict(item),
+        )
 
 
 def ids(*numbers: int) -> list[dict[str, Any]]:
@@ -249,7 +274,9 @@ async def drain(pager: PageIterator[dict[str, Any]]) -> tuple[list[str], Paginat
 
 async def test_empty_pages_under_ever_new_cursors_stop_after_max_empty_pages() -> None:
     server = Endless([ids(1, 2, 3)], forever=[[]])
-    pager = PageIterator("list-things", server.fetch, item_key="id", guards=PaginationGuards(max_empty_pages=5))
+    pager = PageIterator(
+        "list-things", server.fetch, item_key="id", guards=PaginationGuards(max_empty_pages=5)
+    )
     seen, error = await drain(pager)
     assert seen == ["id-1", "id-2", "id-3"]
     assert error is not None and "5 pages in a row brought no new item" in str(error)
@@ -278,14 +305,18 @@ async def test_the_same_items_under_ever_new_cursors_are_delivered_once() -> Non
 
 
 async def test_a_partly_new_page_delivers_its_new_items_and_the_list_goes_on() -> None:
-    source = Source({
-        None: (ids(1, 2, 3), "c1"),
-        "c1": (ids(3, 4, 5), "c2"),  # overlaps the previous page by one item
-        "c2": (ids(5, 6), None),
-    })
+    source = Source(
+        {
+            None: (ids(1, 2, 3), "c1"),
+            "c1": (ids(3, 4, 5), "c2"),  # overlaps the previous page by one item
+            "c2": (ids(5, 6), None),
+        }
+    )
     pages = [page async for page in PageIterator("list-things", source.fetch, item_key="id")]
     assert [[item["id"] for item in page.raw] for page in pages] == [
-        ["id-1", "id-2", "id-3"], ["id-4", "id-5"], ["id-6"],
+        ["id-1", "id-2", "id-3"],
+        ["id-4", "id-5"],
+        ["id-6"],
     ]
     assert [page.repeated for page in pages] == [0, 1, 1]
 
@@ -327,14 +358,18 @@ async def test_empty_and_repeated_pages_together_count_toward_max_empty_pages() 
 
 async def test_max_repeated_pages_above_one_tolerates_a_repeated_page() -> None:
     source = Source({None: (ids(1, 2), "c1"), "c1": (ids(1, 2), "c2"), "c2": (ids(3), None)})
-    pager = PageIterator("list-things", source.fetch, item_key="id", guards=PaginationGuards(max_repeated_pages=2))
+    pager = PageIterator(
+        "list-things", source.fetch, item_key="id", guards=PaginationGuards(max_repeated_pages=2)
+    )
     seen, error = await drain(pager)
     assert (seen, error) == (["id-1", "id-2", "id-3"], None)
 
 
 async def test_without_an_item_key_items_are_told_apart_by_their_content() -> None:
     rows = [{"name": "a", "n": 1}, {"n": 2, "name": "b"}]
-    server = Endless([rows], forever=[[{"name": "b", "n": 2}, {"name": "c", "n": 3}], [{"n": 3, "name": "c"}]])
+    server = Endless(
+        [rows], forever=[[{"name": "b", "n": 2}, {"name": "c", "n": 3}], [{"n": 3, "name": "c"}]]
+    )
     pager = PageIterator("list-things", server.fetch, item_key=None)
     seen: list[Any] = []
     with pytest.raises(PaginationError):
@@ -344,7 +379,9 @@ async def test_without_an_item_key_items_are_told_apart_by_their_content() -> No
 
 
 async def test_items_missing_their_key_fall_back_to_their_content() -> None:
-    server = Endless([[{"id": "x"}, {"name": "no id"}]], forever=[[{"name": "no id"}, {"id": None, "name": "null id"}]])
+    server = Endless(
+        [[{"id": "x"}, {"name": "no id"}]], forever=[[{"name": "no id"}, {"id": None, "name": "null id"}]]
+    )
     pager = PageIterator("list-things", server.fetch, item_key="id")
     first = await pager.__anext__()
     second = await pager.__anext__()
@@ -368,13 +405,18 @@ async def test_guards_of_none_follow_a_long_sparse_list_to_its_end() -> None:
     assert capped[0] == [] and capped[1] is not None
     unlimited = PaginationGuards(max_empty_pages=None)
     source = Source(pages)
-    assert await drain(PageIterator("list-things", source.fetch, item_key="id", guards=unlimited)) == (["id-7"], None)
+    assert await drain(PageIterator("list-things", source.fetch, item_key="id", guards=unlimited)) == (
+        ["id-7"],
+        None,
+    )
     assert len(source.requested) == 151
 
 
 async def test_empty_pages_below_the_cap_are_delivered_with_their_cursor_for_checkpoints() -> None:
     source = Source({None: (ids(1), "c1"), "c1": ([], "c2"), "c2": ([], "c3"), "c3": (ids(2), None)})
-    pager = PageIterator("list-things", source.fetch, item_key="id", guards=PaginationGuards(max_empty_pages=3))
+    pager = PageIterator(
+        "list-things", source.fetch, item_key="id", guards=PaginationGuards(max_empty_pages=3)
+    )
     checkpoints = [(len(page), pager.next_token) async for page in pager]
     assert checkpoints == [(1, "c1"), (0, "c2"), (0, "c3"), (1, None)]
 

@@ -125,4 +125,3 @@ async def test_a_closed_asyncio_prefetcher_refuses_new_work(anyio_backend: str) 
         warnings.simplefilter("error", RuntimeWarning)
         with pytest.raises(PrefetchClosed):
             ahead_of.start(work())
-

@@ -51,7 +51,9 @@ async def test_readme_example_runs(index: int, tmp_path: Path, redis_url: str) -
             "AMPERITY_REDIS_URL": redis_url,
         }
         with anyio.fail_after(120):
-            result = await anyio.run_process([sys.executable, str(script)], env=env, cwd=tmp_path, check=False)
+            result = await anyio.run_process(
+                [sys.executable, str(script)], env=env, cwd=tmp_path, check=False
+            )
     output = result.stdout.decode() + result.stderr.decode()
     assert result.returncode == 0, output
     assert "Traceback" not in output

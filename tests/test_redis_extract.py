@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis_server import RedisServer
 
 from amperity_async.testing import FakeTenantConfig
-
-from redis_server import RedisServer
 
 
 @pytest.fixture
@@ -35,8 +34,22 @@ def env_for(tenant: Any, redis: RedisServer) -> dict[str, str]:
 
 def extract(out: Path, env: dict[str, str], *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "amperity_async", "extract", "list_segment", "--limit", "20", "--out", str(out), *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "amperity_async",
+            "extract",
+            "list_segment",
+            "--limit",
+            "20",
+            "--out",
+            str(out),
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -75,6 +88,8 @@ def test_redis_dies_mid_extraction(fake_tenant: Any, tmp_path: Path, mode: str) 
         else:
             assert proc.returncode == 0, err
             assert "fall" in err.lower() or "local" in err.lower()
-        assert out.read_text().splitlines() == reference.read_text().splitlines()  # no lost, no duplicated rows
+        assert (
+            out.read_text().splitlines() == reference.read_text().splitlines()
+        )  # no lost, no duplicated rows
     finally:
         redis.stop()

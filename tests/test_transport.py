@@ -137,7 +137,7 @@ async def drive(clock: ManualClock, call: Callable[[], Awaitable[T]], *, until: 
     async def runner() -> None:
         try:
             results.append(await call())
-        except Exception as exc:  # noqa: BLE001 - re-raised outside the task group, unwrapped
+        except Exception as exc:
             errors.append(exc)
 
     async with anyio.create_task_group() as tg:
@@ -776,7 +776,7 @@ async def with_server(server: LoopbackServer, call: Callable[[str], Awaitable[T]
         tg.start_soon(listener.serve, server.handle)
         try:
             results.append(await call(f"http://127.0.0.1:{server.port}/api"))
-        except Exception as exc:  # noqa: BLE001 - re-raised outside the task group, unwrapped
+        except Exception as exc:
             errors.append(exc)
         tg.cancel_scope.cancel()
     if errors:

@@ -435,7 +435,7 @@ def test_check_upstream_command_exit_status(tmp_path: Path) -> None:
 
 # A program run inside the updated project: the client and the CLI against a server that records the
 # api-version each request carries.
-_SENT_VERSIONS = r'''
+_SENT_VERSIONS = r"""
 import json, sys, threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -476,7 +476,7 @@ status = main(["extract", "list_segment", "--out", "-", "--tenant", "acme", "--t
                "--base-url", base_url])
 server.shutdown()
 print(json.dumps({"status": status, "versions": seen}))
-'''
+"""
 
 
 def test_update_to_a_new_version_changes_what_the_client_and_the_cli_send(tmp_path: Path) -> None:
@@ -497,7 +497,12 @@ def test_update_to_a_new_version_changes_what_the_client_and_the_cli_send(tmp_pa
 
     env = {**os.environ, "PYTHONPATH": str(project), "AMPERITY_BASE_URL": ""}
     result = subprocess.run(
-        [sys.executable, "-c", _SENT_VERSIONS], cwd=project, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _SENT_VERSIONS],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])

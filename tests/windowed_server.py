@@ -42,21 +42,39 @@ def job(index: int, started: datetime) -> dict[str, Any]:
     return {
         "id": f"isj-{index:05d}",
         "workflow_id": f"wf-{index:05d}",
-        "tables": [{
-            "feed_id": f"df-{index:05d}", "job_id": f"isj-{index:05d}", "table_name": "Orders", "state": "succeeded",
-            "read": 10, "errors": 0, "rejected": 0, "inserted": 10, "updated": 0,
-            "started_at": stamp(started), "ended_at": stamp(ended),
-            "files": [{"file_id": f"cb-{index:05d}/part0.avro", "read": 10, "errors": 0}],
-        }],
+        "tables": [
+            {
+                "feed_id": f"df-{index:05d}",
+                "job_id": f"isj-{index:05d}",
+                "table_name": "Orders",
+                "state": "succeeded",
+                "read": 10,
+                "errors": 0,
+                "rejected": 0,
+                "inserted": 10,
+                "updated": 0,
+                "started_at": stamp(started),
+                "ended_at": stamp(ended),
+                "files": [{"file_id": f"cb-{index:05d}/part0.avro", "read": 10, "errors": 0}],
+            }
+        ],
     }
 
 
 def event(index: int, happened: datetime) -> dict[str, Any]:
     return {
-        "event_id": f"ae-{index:05d}", "event_type": ":amperity.segment/updated", "tenant": TENANT,
-        "tenant_family": TENANT, "happened_at": stamp(happened), "principal_id": "p-1", "principal_name": "P",
-        "principal_email": "p@example.com", "object_id": f"seg-{index}", "origin_ip": "10.0.0.1",
-        "user_agent": "test", "session_id": "s-1",
+        "event_id": f"ae-{index:05d}",
+        "event_type": ":amperity.segment/updated",
+        "tenant": TENANT,
+        "tenant_family": TENANT,
+        "happened_at": stamp(happened),
+        "principal_id": "p-1",
+        "principal_name": "P",
+        "principal_email": "p@example.com",
+        "object_id": f"seg-{index}",
+        "origin_ip": "10.0.0.1",
+        "user_agent": "test",
+        "session_id": "s-1",
     }
 
 
@@ -89,8 +107,10 @@ class WindowedServer:
 
     def env(self) -> dict[str, str]:
         return {
-            "AMPERITY_TENANT": TENANT, "AMPERITY_BASE_URL": self.base_url,
-            "AMPERITY_CLIENT_ID": CLIENT_ID, "AMPERITY_CLIENT_SECRET": CLIENT_SECRET,
+            "AMPERITY_TENANT": TENANT,
+            "AMPERITY_BASE_URL": self.base_url,
+            "AMPERITY_CLIENT_ID": CLIENT_ID,
+            "AMPERITY_CLIENT_SECRET": CLIENT_SECRET,
         }
 
     def windows_asked(self, path: str, low: str, high: str) -> list[tuple[datetime, datetime]]:
@@ -106,11 +126,17 @@ class WindowedServer:
         form = await request.post()
         if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
             # Some gateways echo what they refused, secrets included.
-            message = f"invalid client credentials in {body}" if self.echo_form else "invalid client credentials"
+            message = (
+                f"invalid client credentials in {body}" if self.echo_form else "invalid client credentials"
+            )
             return web.json_response({"status": 401, "message": message}, status=401)
-        return web.json_response({"access_token": "windowed-access-token", "expires_in": 3600, "token_type": "Bearer"})
+        return web.json_response(
+            {"access_token": "windowed-access-token", "expires_in": 3600, "token_type": "Bearer"}
+        )
 
-    def _window(self, request: web.Request, low: str, high: str, required: bool) -> tuple[datetime, datetime] | web.Response:
+    def _window(
+        self, request: web.Request, low: str, high: str, required: bool
+    ) -> tuple[datetime, datetime] | web.Response:
         """The request's window (recorded, after its token is checked), or the error answer."""
         self.requests.append((request.path.removeprefix("/api"), dict(request.query)))
         if request.headers.get("Authorization") != "Bearer windowed-access-token":
@@ -118,11 +144,15 @@ class WindowedServer:
         query = request.query
         if low not in query or high not in query:
             if required:
-                return web.json_response({"status": 400, "message": f"{low} and {high} are required"}, status=400)
+                return web.json_response(
+                    {"status": 400, "message": f"{low} and {high} are required"}, status=400
+                )
             return datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC)
         start, end = _parse(query[low]), _parse(query[high])
         if required and end - start > self.max_window:
-            return web.json_response({"status": 400, "message": "the window is longer than 7 days"}, status=400)
+            return web.json_response(
+                {"status": 400, "message": "the window is longer than 7 days"}, status=400
+            )
         return start, end
 
     async def _ingest_jobs(self, request: web.Request) -> web.Response:

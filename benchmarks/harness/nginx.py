@@ -47,7 +47,8 @@ def render_config(*, port: int, pages: Path, scratch: Path) -> str:
     """nginx.conf for the static pages; every path nginx writes to is inside ``scratch``."""
     routes = "\n".join(
         f"        location ~ {kind.route} {{\n"
-        f"            try_files /{kind.folder}{'/$bench_list' if kind.takes_index else ''}/$bench_page.json =404;\n"
+        f"            try_files /{kind.folder}{'/$bench_list' if kind.takes_index else ''}"
+        "/$bench_page.json =404;\n"
         "        }"
         for kind in KINDS
     )

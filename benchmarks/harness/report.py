@@ -108,7 +108,8 @@ def throughput_markdown(results: dict[str, Any]) -> list[str]:
             f"{throughput['cli_rows_per_round']:,}-row list to its end; rows, time and its CPU (10 ms ticks) "
             "read together at its first output and every 5 ms as the output grows: the cell is the work "
             "between the first and the last reading (start-up, the token, the first page and exit left out). "
-            "The Segment list is the control-plane API's, which the CLI limits to 10 requests/s: no CLI cell. "
+            "The Segment list is the control-plane API's, which the CLI limits to 10 requests/s: "
+            "no CLI cell. "
             "The CLI's Profile API bucket allows 2,000 pages/s."
             + (f" nginx used at most {max(server):.0%} of its core in any cell." if server else "")
         ),
@@ -126,7 +127,8 @@ def large_extraction_markdown(results: dict[str, Any]) -> list[str]:
     lines = [
         (
             f"**Large CLI extraction**: `amperity-async extract list_profiles --limit {PAGE_SIZE}` of "
-            f"{large['rows']:,} profiles ({large['pages']:,} pages) from nginx, one process: rows/s from process "
+            f"{large['rows']:,} profiles ({large['pages']:,} pages) from nginx, one process: "
+            "rows/s from process "
             "start to exit, and steady (between the first and last output readings); memory read every 0.1 s "
             "(steady: median of the second "
             "half; drift: last quarter less second quarter); every id of the output checked against the list"
@@ -177,7 +179,8 @@ def profile_markdown(results: dict[str, Any]) -> list[str]:
         return [f"(no profile: {errors})", ""]
     lines = [
         (
-            f"**Where the client's CPU goes** (py-spy, {prof['kind']} pages, {prof['tasks']} tasks, one sampled "
+            f"**Where the client's CPU goes** (py-spy, {prof['kind']} pages, {prof['tasks']} tasks, "
+            "one sampled "
             "round; µs of client CPU per page, charged to the innermost frame of each layer)"
         ),
         "",
@@ -243,9 +246,11 @@ def _faults_rows(ex: dict[str, Any]) -> list[str]:
     return [
         (
             f"| `extract-all`, fault-free vs 10% 5xx + 2% drops + 1 token revocation | "
-            f"{cmp_['files']} files, {cmp_['lines']:,} lines: **{'identical' if ex['identical'] else 'DIFFERENT'}** "
+            f"{cmp_['files']} files, {cmp_['lines']:,} lines: "
+            f"**{'identical' if ex['identical'] else 'DIFFERENT'}** "
             f"({cmp_['byte_identical_files']} byte for byte); {ex['clean']['seconds']:.1f} s vs "
-            f"{ex['faulty']['seconds']:.1f} s = **{ex['wall_time_ratio']:.2f}x** ({sf['injected_errors']} x 5xx, "
+            f"{ex['faulty']['seconds']:.1f} s = **{ex['wall_time_ratio']:.2f}x** "
+            f"({sf['injected_errors']} x 5xx, "
             f"{sf['dropped']} drops, {sf['revocations']} revocation, {sf['unauthorized']} x 401) |"
         )
     ]
@@ -300,7 +305,10 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         )
         rows.append(
             {
-                "target": f"CLI peak RSS <= {TARGET_CLI_PEAK_RSS_MB} MB and flat (drift <= {TARGET_CLI_RSS_DRIFT_MB} MB)",
+                "target": (
+                    f"CLI peak RSS <= {TARGET_CLI_PEAK_RSS_MB} MB and flat "
+                    f"(drift <= {TARGET_CLI_RSS_DRIFT_MB} MB)"
+                ),
                 "measured": " / ".join(
                     f"{r['peak_rss_mb']:.0f} MB, "
                     + ("-" if r["drift_mb"] is None else f"{r['drift_mb']:+.1f} MB")
@@ -361,8 +369,9 @@ def markdown(results: dict[str, Any]) -> str:
     loads = ", ".join(f"{k} {a:.1f}/{b:.1f}" for k, (a, b) in m["load_by_section"].items())
     lines = [
         (
-            f"Measured {results['finished']} ({results['mode']} mode: `{results['command']}`) on {m['cpus']} CPUs, "
-            f"Python {m['python']}; servers pinned to CPU {m['server_cpus']}, clients to CPU {m['client_cpus']}; "
+            f"Measured {results['finished']} ({results['mode']} mode: `{results['command']}`) "
+            f"on {m['cpus']} CPUs, Python {m['python']}; servers pinned to CPU {m['server_cpus']}, "
+            f"clients to CPU {m['client_cpus']}; "
             f"load average (1 min) at the start/end of each section: {loads}."
         ),
         "",

@@ -69,7 +69,9 @@ def summary(figures: dict[str, Any]) -> dict[str, Any]:
             f"{one['rows_per_s']:,.0f} / {two['rows_per_s']:,.0f}: {scale['ratio_best']:.2f}x "
             f"(per round: {', '.join(f'{r:.2f}' for r in scale['ratio_per_round'])})"
         )
-        rows["client CPU per page, 1 / 2 workers"] = f"{one['cpu_us_per_page']:,.0f} / {two['cpu_us_per_page']:,.0f} µs"
+        rows["client CPU per page, 1 / 2 workers"] = (
+            f"{one['cpu_us_per_page']:,.0f} / {two['cpu_us_per_page']:,.0f} µs"
+        )
         rows["outputs identical"] = scale["identical_outputs"]
         rows["speedup_2_workers"] = scale["ratio_best"]
         dask = scale["dask"]

@@ -329,7 +329,7 @@ async def serve_cells(spec: dict[str, Any]) -> None:
                 return  # end of input: the harness is done with this worker
             try:
                 result = await measure_round(variant, json.loads(line))
-            except Exception:  # noqa: BLE001 - reported to the harness, which names the cell
+            except Exception:
                 _emit({"event": "failed", "error": traceback.format_exc()})
             else:
                 _emit({"event": "result", **result})

@@ -20,10 +20,10 @@ from .failures import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
-    redactor_for,
     UsageError,
     leaves,
     quiet_library_output,
+    redactor_for,
     report,
 )
 from .parser import build_parser
@@ -41,7 +41,9 @@ __all__ = [
 
 def _resumable(args: argparse.Namespace | None) -> bool:
     """Whether the command keeps checkpoints, so a failed or interrupted run can go on with --resume."""
-    return args is not None and args.command in ("extract", "extract-all") and getattr(args, "out", "-") != "-"
+    return (
+        args is not None and args.command in ("extract", "extract-all") and getattr(args, "out", "-") != "-"
+    )
 
 
 def _silence_stdout() -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import anyio
 
-from ..tokens import ClientCredentials
 from ..client import AmperityClient
 from ..extract import (
     Connection,
@@ -35,6 +34,7 @@ from ..extract.processes import WorkerSetup, run_in_processes
 from ..extract.specs import combined
 from ..extract.windows import window_names
 from ..operations import REGISTRY, OperationInfo
+from ..tokens import ClientCredentials
 from .connection import budget_from, open_client, worker_budgets, worker_env
 from .failures import UsageError
 from .params import decode_arguments
@@ -65,12 +65,18 @@ def _plan(op: OperationInfo, args: argparse.Namespace) -> Plan:
     pairs = key_values(args.param, "--param")
     if args.limit is not None:
         if "limit" not in op.query:
-            raise UsageError(f"--limit: {op.name} takes no page size (it answers each time window in one response)")
+            raise UsageError(
+                f"--limit: {op.name} takes no page size (it answers each time window in one response)"
+            )
         pairs.append(("limit", str(args.limit)))
     arguments = decode_arguments(op, pairs)
     missing = [name for name in op.required_query if name not in arguments.params]
     if missing:
-        most = f" (at most {op.max_window_days} days apart; a longer window is split)" if op.max_window_days else ""
+        most = (
+            f" (at most {op.max_window_days} days apart; a longer window is split)"
+            if op.max_window_days
+            else ""
+        )
         raise UsageError(f"{op.name} requires " + " ".join(f"--param {name}=..." for name in missing) + most)
     return Plan.build(op, arguments.positional, arguments.params, args.max_items)
 
@@ -86,7 +92,9 @@ async def cmd_extract(args: argparse.Namespace) -> int:
     to_stdout = args.out == "-"
     shards = args.shards or 1
     if to_stdout and (args.resume or args.overwrite or shards > 1 or args.workers > 1):
-        raise UsageError("--resume, --overwrite, --shards and --workers need --out FILE (a checkpoint is kept beside it)")
+        raise UsageError(
+            "--resume, --overwrite, --shards and --workers need --out FILE (a checkpoint is kept beside it)"
+        )
     if (shards > 1 or args.workers > 1) and args.max_items is not None:
         raise UsageError("--max-items cannot be combined with --shards or --workers")
     out = Path(args.out)
@@ -97,9 +105,16 @@ async def cmd_extract(args: argparse.Namespace) -> int:
         if _splittable(op, plan):
             return await _extract_in_workers(args, op, plan, out, shards=args.shards or args.workers)
         names = window_names(op, plan.params)
-        how = f"give --param {names[0]}=... and --param {names[1]}=... to split it" if names else "nothing splits it"
-        warnings.warn(f"{op.name} has no time window to split into shards ({how}); one worker reads it",
-                      UserWarning, stacklevel=1)
+        how = (
+            f"give --param {names[0]}=... and --param {names[1]}=... to split it"
+            if names
+            else "nothing splits it"
+        )
+        warnings.warn(
+            f"{op.name} has no time window to split into shards ({how}); one worker reads it",
+            UserWarning,
+            stacklevel=1,
+        )
     async with open_client(args, budget_from(args)) as client:
         progress = Progress(lambda: client.stats)
         if to_stdout:
@@ -108,8 +123,15 @@ async def cmd_extract(args: argparse.Namespace) -> int:
             return 0
         if shards > 1:
             stats = await extract_sharded(
-                client, op, out, shards=shards, args=plan.args, params=plan.params, resume=args.resume,
-                overwrite=args.overwrite, on_page=progress.tracker(),
+                client,
+                op,
+                out,
+                shards=shards,
+                args=plan.args,
+                params=plan.params,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                on_page=progress.tracker(),
             )
         else:
             durability = Durability(pages=args.sync_pages, seconds=args.sync_seconds)
@@ -120,24 +142,42 @@ async def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _extract_in_workers(args: argparse.Namespace, op: OperationInfo, plan: Plan, out: Path, *, shards: int) -> int:
+async def _extract_in_workers(
+    args: argparse.Namespace, op: OperationInfo, plan: Plan, out: Path, *, shards: int
+) -> int:
     """One list's window split into ``shards``, read by ``--workers`` processes on one budget,
     merged into ``out`` by this process, which holds it locked meanwhile."""
     async with worker_budgets(args) as (own, theirs), open_client(args, own) as client:
         connection = Connection.of(client, max_retries=args.max_retries)
         begin = functools.partial(
-            ListJob.begin, connection, op, out, shards=shards, params=plan.params, args=plan.args,
-            resume=args.resume, overwrite=args.overwrite,
+            ListJob.begin,
+            connection,
+            op,
+            out,
+            shards=shards,
+            params=plan.params,
+            args=plan.args,
+            resume=args.resume,
+            overwrite=args.overwrite,
         )
         with anyio.CancelScope(shield=True):  # a cancel now would drop the opened, locked output unclosed
             job = await anyio.to_thread.run_sync(begin)
         with job:
             progress = Progress()
             setup = WorkerSetup(theirs, worker_env(args), tracebacks=args.debug)
-            report = await run_in_processes(job.specs, workers=args.workers, setup=setup, on_page=progress.tracker())
+            report = await run_in_processes(
+                job.specs, workers=args.workers, setup=setup, on_page=progress.tracker()
+            )
             merged = await anyio.to_thread.run_sync(job.finish, sum(s.pages for s in report.stats))
-            stats = ExtractStats(operation=op.name, target=str(out), rows=merged.rows, pages=merged.pages,
-                                 started=progress.started, finished=time.monotonic(), resumed=not job.specs)
+            stats = ExtractStats(
+                operation=op.name,
+                target=str(out),
+                rows=merged.rows,
+                pages=merged.pages,
+                started=progress.started,
+                finished=time.monotonic(),
+                resumed=not job.specs,
+            )
         progress.finish()
         print(summary_table([stats], combined([client.stats, report.requests])), file=sys.stderr)
     return 0
@@ -160,21 +200,33 @@ async def cmd_extract_all(args: argparse.Namespace) -> int:
         async with open_client(args, budget_from(args)) as client:
             progress = Progress(lambda: client.stats)
             results = await extract_all(
-                client, out, resume=args.resume, overwrite=args.overwrite, window=(start, end),
-                on_page=progress.tracker(), limit=args.limit,
+                client,
+                out,
+                resume=args.resume,
+                overwrite=args.overwrite,
+                window=(start, end),
+                on_page=progress.tracker(),
+                limit=args.limit,
             )
             progress.finish()
             print(summary_table(results, client.stats))
         return 0
     async with worker_budgets(args) as (own, theirs), open_client(args, own) as client:
         job = await FolderJob.begin(
-            client, out, resume=args.resume, overwrite=args.overwrite, window=(start, end), limit=args.limit,
+            client,
+            out,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            window=(start, end),
+            limit=args.limit,
             connection=Connection.of(client, max_retries=args.max_retries),
         )
         async with job:
             progress = Progress()
             setup = WorkerSetup(theirs, worker_env(args), tracebacks=args.debug)
-            report = await run_in_processes(job.specs, workers=args.workers, setup=setup, on_page=progress.tracker())
+            report = await run_in_processes(
+                job.specs, workers=args.workers, setup=setup, on_page=progress.tracker()
+            )
             await job.finish()
         progress.finish()
         results = sorted(report.stats, key=lambda s: s.target)
@@ -212,10 +264,15 @@ async def cmd_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     replace = _demo_may_replace(out)
-    config = FakeTenantConfig(rows=args.rows, indexes=args.indexes, profiles_per_index=args.profiles, seed=args.seed)
+    config = FakeTenantConfig(
+        rows=args.rows, indexes=args.indexes, profiles_per_index=args.profiles, seed=args.seed
+    )
     async with FakeTenant(config) as tenant:
-        print(f"fake tenant {config.tenant!r} at {tenant.base_url} (10 requests/s control plane, 2000/s profiles)",
-              file=sys.stderr)
+        print(
+            f"fake tenant {config.tenant!r} at {tenant.base_url} "
+            "(10 requests/s control plane, 2000/s profiles)",
+            file=sys.stderr,
+        )
         auth = ClientCredentials(config.client_id, config.client_secret)
         async with AmperityClient(tenant=config.tenant, auth=auth, base_url=tenant.base_url) as client:
             progress = Progress(lambda: client.stats)
@@ -224,8 +281,10 @@ async def cmd_demo(args: argparse.Namespace) -> int:
             )
             progress.finish()
             print(summary_table(results, client.stats))
-            print(f"\n{sum(r.rows for r in results):,} rows in {len(results)} files under {out}/ "
-                  f"({client.refresher.fetch_count} token request(s))")
+            print(
+                f"\n{sum(r.rows for r in results):,} rows in {len(results)} files under {out}/ "
+                f"({client.refresher.fetch_count} token request(s))"
+            )
     return 0
 
 

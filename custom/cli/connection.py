@@ -17,13 +17,13 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ..tokens import ClientCredentials, StaticToken, TokenSource
 from ..client import DEFAULT_BASE_URL, AmperityClient
 from ..extract import Budget, BudgetServer, OwnBudget, Rates, RedisBudget, parse_rate
 from ..extract.budgets import REDIS_URL_VARIABLE, RateSetting
 from ..extract.connection import CLIENT_ID_VARIABLE, CLIENT_SECRET_VARIABLE, TOKEN_VARIABLE, Limiter
 from ..operations import CONTROL_PLANE, PROFILE, REGISTRY
 from ..ratelimit import UNLIMITED
+from ..tokens import ClientCredentials, StaticToken, TokenSource
 from .failures import UsageError
 
 SECRET_VARIABLES = ("AMPERITY_CLIENT_SECRET", "AMPERITY_TOKEN")
@@ -58,7 +58,9 @@ def auth_from(args: argparse.Namespace) -> TokenSource:
     if client_id and client_secret:
         return ClientCredentials(client_id, client_secret)
     if client_id or client_secret:
-        raise UsageError("client credentials need both --client-id and --client-secret (or AMPERITY_CLIENT_ID/_SECRET)")
+        raise UsageError(
+            "client credentials need both --client-id and --client-secret (or AMPERITY_CLIENT_ID/_SECRET)"
+        )
     if token:
         return StaticToken(token)
     raise UsageError(
@@ -87,15 +89,22 @@ def budget_from(args: argparse.Namespace) -> OwnBudget | RedisBudget:
         if getattr(args, "parent_tenant", None):
             warnings.warn(
                 "--parent-tenant keys the budget shared through Redis; without --redis-url this run's "
-                "budget is its own", UserWarning, stacklevel=1,
+                "budget is its own",
+                UserWarning,
+                stacklevel=1,
             )
         return OwnBudget(rates)
     try:
         import redis  # noqa: F401 - only to say what is missing before anything starts
     except ImportError as exc:
-        raise UsageError(f"--redis-url needs the redis extra: pip install 'amperity-async[redis]' ({exc})") from exc
+        raise UsageError(
+            f"--redis-url needs the redis extra: pip install 'amperity-async[redis]' ({exc})"
+        ) from exc
     return RedisBudget(
-        rates, url=redis_url, parent_tenant=parent, expected_workers=args.expected_workers,
+        rates,
+        url=redis_url,
+        parent_tenant=parent,
+        expected_workers=args.expected_workers,
         on_unavailable=args.redis_unavailable,
     )
 

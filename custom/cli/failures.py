@@ -72,8 +72,11 @@ def describe(exc: BaseException, *, resumable: bool = False) -> Failure:
     others = len({_line(e) for e in real} - {line})
     if others:
         line += f" (and {others} other error{'s' if others > 1 else ''})"
-    if status == EXIT_FAILED and resumable and isinstance(primary, (AmperityError, OSError)) and not isinstance(
-        primary, OutputLockedError
+    if (
+        status == EXIT_FAILED
+        and resumable
+        and isinstance(primary, (AmperityError, OSError))
+        and not isinstance(primary, OutputLockedError)
     ):
         line += "; what was written is intact: rerun with --resume to continue"
     return Failure(status, line)

@@ -48,7 +48,9 @@ def accepted_names(op: OperationInfo) -> list[str]:
 def decode_arguments(op: OperationInfo, pairs: Sequence[tuple[str, str]]) -> Arguments:
     """Path parameters by name (``--param id=idx-1``), everything else decoded by its type."""
     keyword = _keyword_parameters(op)
-    by_flag = {name.rstrip("_"): name for name in keyword}  # the generator appends _ to names like filter, type
+    by_flag = {
+        name.rstrip("_"): name for name in keyword
+    }  # the generator appends _ to names like filter, type
     path_values: dict[str, str] = {}
     grouped: dict[str, list[tuple[str | None, str]]] = {}
     for key, value in pairs:
@@ -65,7 +67,9 @@ def decode_arguments(op: OperationInfo, pairs: Sequence[tuple[str, str]]) -> Arg
     missing = [name for name in op.path_params if name not in path_values]
     if missing:
         raise ConfigurationError(f"{op.name} needs " + " ".join(f"--param {name}=..." for name in missing))
-    params = {name: _decode(op, name.rstrip("_"), keyword[name].type, values) for name, values in grouped.items()}
+    params = {
+        name: _decode(op, name.rstrip("_"), keyword[name].type, values) for name, values in grouped.items()
+    }
     return Arguments(tuple(path_values[name] for name in op.path_params), params)
 
 
@@ -121,7 +125,8 @@ def _mapping_model(op: OperationInfo, flag: str, model: Any, values: list[tuple[
             key, sep, value = pair.partition(":")
             if not sep or not key.strip():
                 raise ConfigurationError(
-                    f"{op.name}: {flag}={text!r}: each member is ATTRIBUTE:VALUE (e.g. {flag}=first_name:Daniel), "
+                    f"{op.name}: {flag}={text!r}: each member is ATTRIBUTE:VALUE "
+                    f"(e.g. {flag}=first_name:Daniel), "
                     f"or pass --param {flag}[ATTRIBUTE]=VALUE"
                 )
             members[key.strip()] = value
@@ -155,7 +160,9 @@ def _scalar(kind: Any, text: str, flag: str) -> Any:
         return [_scalar(item, part.strip(), flag) for part in text.split(",") if part.strip()]
     convert = _SCALARS.get(kind)
     if convert is None:
-        raise ConfigurationError(f"--param {flag} takes a {_describe(kind)}, which cannot be given on the command line")
+        raise ConfigurationError(
+            f"--param {flag} takes a {_describe(kind)}, which cannot be given on the command line"
+        )
     try:
         return convert(text, flag)
     except ValueError:  # ConfigurationError included; the caller names the expected type

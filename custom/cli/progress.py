@@ -42,7 +42,10 @@ class Progress:
     def line(self) -> str:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         if self.requests is None:
-            return f"{self.rows:,} items, {self.pages:,} pages, {self.pages / elapsed:,.1f} pages/s, {elapsed:,.1f}s"
+            return (
+                f"{self.rows:,} items, {self.pages:,} pages, "
+                f"{self.pages / elapsed:,.1f} pages/s, {elapsed:,.1f}s"
+            )
         stats = self.requests()
         return (
             f"{self.rows:,} items, {self.pages:,} pages, {stats.requests / elapsed:,.1f} req/s, "
@@ -78,20 +81,40 @@ def summary_table(rows: Sequence[ExtractStats], total: TransportStats) -> str:
         counters = per_op.get(name)
         requests = counters.requests if counters is not None else sum(s.pages for s in stats)
         seconds = max(max(s.seconds for s in stats), 1e-9)
-        lines.append((
-            name, str(len(stats)), f"{sum(s.rows for s in stats):,}", f"{sum(s.pages for s in stats):,}",
-            f"{seconds:.2f}", f"{requests / seconds:.1f}",
-            str(counters.retries if counters else 0), str(counters.rate_limited if counters else 0),
-        ))
+        lines.append(
+            (
+                name,
+                str(len(stats)),
+                f"{sum(s.rows for s in stats):,}",
+                f"{sum(s.pages for s in stats):,}",
+                f"{seconds:.2f}",
+                f"{requests / seconds:.1f}",
+                str(counters.retries if counters else 0),
+                str(counters.rate_limited if counters else 0),
+            )
+        )
     wall = max((s.seconds for s in rows), default=0.0)
-    lines.append((
-        "total", str(len(rows)), f"{sum(s.rows for s in rows):,}", f"{sum(s.pages for s in rows):,}", f"{wall:.2f}",
-        f"{total.requests / max(wall, 1e-9):.1f}", str(total.retries), str(total.rate_limited),
-    ))
+    lines.append(
+        (
+            "total",
+            str(len(rows)),
+            f"{sum(s.rows for s in rows):,}",
+            f"{sum(s.pages for s in rows):,}",
+            f"{wall:.2f}",
+            f"{total.requests / max(wall, 1e-9):.1f}",
+            str(total.retries),
+            str(total.rate_limited),
+        )
+    )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     out = []
     for index, row in enumerate(lines):
-        out.append("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
+        out.append(
+            "  ".join(
+                cell.ljust(w) if i == 0 else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
         if index == 0 or index == len(lines) - 2:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)

@@ -27,8 +27,8 @@ from .errors import (
 from .everything import MANIFEST_NAME, FolderJob, Manifest, extract_all
 from .files import ExtractStats, extract_plan, extract_to_file, extract_to_stream
 from .journal import Durability, Resumption
-from .plan import Plan
 from .on_dask import run_on_dask
+from .plan import Plan
 from .shards import ListJob, extract_sharded
 from .specs import ShardSpec, WorkReport, run_batch, run_shard, run_shard_sync
 from .windows import Window, format_timestamp, parse_timestamp

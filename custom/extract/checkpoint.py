@@ -67,7 +67,9 @@ class Source:
     def difference(self, other: Source) -> str | None:
         """How ``other`` (the checkpoint's) differs from this one, in words; None when they match."""
         if self.tenant != other.tenant or self.base_url != other.base_url:
-            return f"tenant {other.tenant!r} at {other.base_url}, not tenant {self.tenant!r} at {self.base_url}"
+            return (
+                f"tenant {other.tenant!r} at {other.base_url}, not tenant {self.tenant!r} at {self.base_url}"
+            )
         if self.operation != other.operation:
             return f"operation {other.operation}, not {self.operation}"
         if self.api_version != other.api_version:
@@ -161,9 +163,9 @@ class Checkpoint:
             source=reader.source(reader.mapping(data.get("source"), "source")),
             output=reader.identity(reader.mapping(data.get("output"), "output")),
             committed=reader.position(reader.mapping(data.get("committed"), "committed"), "committed"),
-            pending=None if data.get("pending") is None else reader.position(
-                reader.mapping(data.get("pending"), "pending"), "pending"
-            ),
+            pending=None
+            if data.get("pending") is None
+            else reader.position(reader.mapping(data.get("pending"), "pending"), "pending"),
         ).checked(reader)
 
     @property

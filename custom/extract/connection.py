@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 
 import attrs
 
-from ..tokens import ClientCredentials, StaticToken, TokenSource
 from ..client import AmperityClient
 from ..errors import ConfigurationError
 from ..operations import CONTROL_PLANE, PROFILE, REGISTRY
 from ..ratelimit import RateLimiter, Unlimited
+from ..tokens import ClientCredentials, StaticToken, TokenSource
 
 CLIENT_ID_VARIABLE = "AMPERITY_CLIENT_ID"
 CLIENT_SECRET_VARIABLE = "AMPERITY_CLIENT_SECRET"
@@ -97,7 +97,10 @@ class Connection:
     def difference(self, client: AmperityClient) -> str | None:
         """How ``client`` differs from this connection, in words; None when it is one of its clients."""
         if (client.tenant, client.base_url) != (self.tenant, self.base_url):
-            return f"tenant {client.tenant!r} at {client.base_url}, not tenant {self.tenant!r} at {self.base_url}"
+            return (
+                f"tenant {client.tenant!r} at {client.base_url}, "
+                f"not tenant {self.tenant!r} at {self.base_url}"
+            )
         if dict(client.api_versions) != dict(self.api_versions):
             return f"api versions {dict(client.api_versions)}, not {dict(self.api_versions)}"
         return None

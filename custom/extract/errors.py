@@ -21,7 +21,8 @@ class ExtractionInputError(ExtractionError):
 
 
 class CheckpointError(ExtractionInputError):
-    """A checkpoint does not describe the output, the tenant, the parameters or the run it is asked to resume."""
+    """A checkpoint does not describe the output, the tenant, the parameters or the run it is asked
+    to resume."""
 
 
 class OutputExistsError(ExtractionInputError):
@@ -47,4 +48,5 @@ class WorkerError(ExtractionError):
 
 
 class WorkerInputError(ExtractionInputError):
-    """A worker process refused its shards as bad input (a checkpoint of another run, a missing credential)."""
+    """A worker process refused its shards as bad input (a checkpoint of another run, a missing
+    credential)."""

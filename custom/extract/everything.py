@@ -128,12 +128,17 @@ class Manifest:
     def mismatch(self, other: Manifest) -> str | None:
         """How this run's settings differ from the stored ``other``, in words; None when they match."""
         if (self.tenant, self.base_url) != (other.tenant, other.base_url):
-            return f"tenant {other.tenant!r} at {other.base_url}, not tenant {self.tenant!r} at {self.base_url}"
+            return (
+                f"tenant {other.tenant!r} at {other.base_url}, not tenant {self.tenant!r} at {self.base_url}"
+            )
         if dict(self.api_versions) != dict(other.api_versions):
             return f"api versions {dict(other.api_versions)}, not {dict(self.api_versions)}"
         if self.limit != other.limit:
             return f"--limit {other.limit}, not {self.limit}"
-        for name, mine, theirs in (("--from", self.window_from, other.window_from), ("--to", self.window_to, other.window_to)):
+        for name, mine, theirs in (
+            ("--from", self.window_from, other.window_from),
+            ("--to", self.window_to, other.window_to),
+        ):
             if mine is not None and mine != theirs:
                 shown = "none" if theirs is None else format_timestamp(theirs)
                 return f"{name} {shown}, not {format_timestamp(mine)}"
@@ -177,7 +182,8 @@ def _parent_list(child: OperationInfo, candidates: Sequence[OperationInfo]) -> O
 def extractable(client: AmperityClient) -> list[OperationInfo]:
     """The list operations this client's api versions can call."""
     return [
-        op for op in client.registry.list_operations()
+        op
+        for op in client.registry.list_operations()
         if not op.unstable_only or client.api_versions.get(op.api) == op.stability
     ]
 
@@ -225,9 +231,15 @@ class FolderJob:
         out_dir = Path(out_dir)
         start, end = window or (None, None)
         wanted = Manifest(
-            run=new_run_id(), kind=kind, tenant=client.tenant, base_url=client.base_url,
-            api_versions=dict(client.api_versions), started=(now or datetime.now(UTC)).astimezone(UTC),
-            window_from=start, window_to=end, limit=limit,
+            run=new_run_id(),
+            kind=kind,
+            tenant=client.tenant,
+            base_url=client.base_url,
+            api_versions=dict(client.api_versions),
+            started=(now or datetime.now(UTC)).astimezone(UTC),
+            window_from=start,
+            window_to=end,
+            limit=limit,
         )
         usable = extractable(client)
         lock = FolderLock(out_dir)
@@ -243,8 +255,14 @@ class FolderJob:
             book = _ManifestBook(out_dir, manifest)
             await book.update(children=children, files=tuple(dict.fromkeys([*manifest.files, *names])))
             specs = tuple(
-                ShardSpec(connection, op.name, out_dir / name, book.manifest.run, tuple(args),
-                          book.manifest.params_for(op))
+                ShardSpec(
+                    connection,
+                    op.name,
+                    out_dir / name,
+                    book.manifest.run,
+                    tuple(args),
+                    book.manifest.params_for(op),
+                )
                 for op, name, args in targets
             )
         except BaseException:
@@ -295,7 +313,9 @@ def _clear_targets(folder: Path, names: Sequence[str], overwrite: bool) -> None:
     for name in names:
         target = folder / name
         if file_size(target) and not overwrite:
-            raise OutputExistsError(f"{target} already holds rows; pass --resume to continue or --overwrite to start over")
+            raise OutputExistsError(
+                f"{target} already holds rows; pass --resume to continue or --overwrite to start over"
+            )
         if overwrite:
             remove(target)
         remove(checkpoint_path(target))
@@ -349,14 +369,16 @@ def _begin(folder: Path, wanted: Manifest, *, resume: bool, overwrite: bool) -> 
         difference = wanted.mismatch(stored)
         if difference is not None:
             raise CheckpointError(
-                f"{folder} holds a run with {difference}; resume with the same settings or start over with --overwrite"
+                f"{folder} holds a run with {difference}; "
+                "resume with the same settings or start over with --overwrite"
             )
         return stored
     if stored is not None and not resume:
         if not overwrite:
             raise OutputExistsError(
                 f"{folder} holds an earlier extraction (run {stored.run}, started "
-                f"{format_timestamp(stored.started)}); pass --resume to continue it or --overwrite to start over"
+                f"{format_timestamp(stored.started)}); "
+                "pass --resume to continue it or --overwrite to start over"
             )
         for name in stored.files:  # only what that run wrote: the folder may hold other files
             remove(checkpoint_path(folder / name))

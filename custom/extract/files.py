@@ -66,7 +66,9 @@ async def extract_to_file(
     starting over an output that holds rows. Without either, such an output is refused.
     """
     plan = Plan.build(op, args, params, max_items)
-    return await extract_plan(client, plan, out, Resumption(resume, overwrite, run), stats=stats, on_page=on_page)
+    return await extract_plan(
+        client, plan, out, Resumption(resume, overwrite, run), stats=stats, on_page=on_page
+    )
 
 
 async def extract_plan(

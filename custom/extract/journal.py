@@ -264,8 +264,9 @@ class Journal:
         before = self.position
         digest = self._digest
         digest.update(data)
-        after = Position(cursor, before.length + len(data), digest.hexdigest(), before.rows + rows,
-                         before.pages + pages)
+        after = Position(
+            cursor, before.length + len(data), digest.hexdigest(), before.rows + rows, before.pages + pages
+        )
         self.position = after
         self._unwritten.append(data)
         self._unwritten_bytes += len(data)
@@ -365,7 +366,8 @@ def _verified_position(output: OutputFile, checkpoint: Checkpoint) -> tuple[Posi
         )
     if size < committed.length:
         raise CheckpointError(
-            f"{path} is shorter ({size:,} bytes) than its checkpoint describes ({committed.length:,}): rows are "
+            f"{path} is shorter ({size:,} bytes) than its checkpoint describes "
+            f"({committed.length:,}): rows are "
             f"missing; restore it or start over with --overwrite"
         )
     if checkpoint.pending is not None and size == checkpoint.pending.length:

@@ -73,7 +73,9 @@ class OutputFile:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -138,7 +140,9 @@ class FolderLock:
         self.folder = folder
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+            self._fd = os.open(
+                folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+            )
         except NotADirectoryError as exc:
             raise OutputError(folder, "use as the output folder", exc) from exc
         except OSError as exc:
@@ -152,7 +156,9 @@ class FolderLock:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if self._fd >= 0:
             fd, self._fd = self._fd, -1
             os.close(fd)
@@ -168,7 +174,7 @@ def write_atomically(path: Path, data: bytes, *, durable: bool = True) -> None:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
         finally:

@@ -41,7 +41,9 @@ def canonical(value: Any) -> Any:
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
         return canonical(to_dict())
-    raise ConfigurationError(f"a parameter value of type {type(value).__name__} cannot be recorded in a checkpoint")
+    raise ConfigurationError(
+        f"a parameter value of type {type(value).__name__} cannot be recorded in a checkpoint"
+    )
 
 
 @attrs.frozen
@@ -56,11 +58,16 @@ class Plan:
 
     @classmethod
     def build(
-        cls, op: OperationInfo, args: Sequence[Any] = (), params: Mapping[str, Any] | None = None,
+        cls,
+        op: OperationInfo,
+        args: Sequence[Any] = (),
+        params: Mapping[str, Any] | None = None,
         max_items: int | None = None,
     ) -> Plan:
         if not op.returns_list:
-            raise ConfigurationError(f"{op.name} does not answer with a list of items; it cannot be extracted")
+            raise ConfigurationError(
+                f"{op.name} does not answer with a list of items; it cannot be extracted"
+            )
         if max_items is not None and max_items < 0:
             raise ConfigurationError(f"max_items must be >= 0, got {max_items}")
         params = dict(params or {})

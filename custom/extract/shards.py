@@ -55,8 +55,14 @@ class ListJob:
     async code.
     """
 
-    def __init__(self, journal: Journal, op: OperationInfo, low: str, windows: Sequence[Window],
-                 specs: tuple[ShardSpec, ...]) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        op: OperationInfo,
+        low: str,
+        windows: Sequence[Window],
+        specs: tuple[ShardSpec, ...],
+    ) -> None:
         self._journal = journal
         self._op = op
         self._low = low
@@ -85,10 +91,20 @@ class ListJob:
         before_start = functools.partial(_clear_old_shards, out, overwrite)
         journal = Journal.begin(out, whole.source(connection, shards=shards), how, before_start=before_start)
         low, high = names
-        specs = () if journal.position.cursor.done else tuple(
-            ShardSpec(connection, op.name, shard_path(out, i), journal.run, tuple(args),
-                      {**params, low: window.start, high: window.end})
-            for i, window in enumerate(windows)
+        specs = (
+            ()
+            if journal.position.cursor.done
+            else tuple(
+                ShardSpec(
+                    connection,
+                    op.name,
+                    shard_path(out, i),
+                    journal.run,
+                    tuple(args),
+                    {**params, low: window.start, high: window.end},
+                )
+                for i, window in enumerate(windows)
+            )
         )
         return cls(journal, op, low, windows, specs)
 
@@ -135,7 +151,14 @@ async def extract_sharded(
     """Split the time window into ``shards`` windows, extract them concurrently, merge them in order."""
     stats = stats or ExtractStats(operation=op.name, target=str(out))
     begin = functools.partial(
-        ListJob.begin, Connection.of(client), op, out, shards=shards, params=params, args=args, resume=resume,
+        ListJob.begin,
+        Connection.of(client),
+        op,
+        out,
+        shards=shards,
+        params=params,
+        args=args,
+        resume=resume,
         overwrite=overwrite,
     )
     with anyio.CancelScope(shield=True):  # a cancel now would drop the opened, locked output unclosed

@@ -28,7 +28,9 @@ def parse_timestamp(value: str, what: str) -> datetime:
     try:
         stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise ConfigurationError(f"{what}={value!r} is not an ISO-8601 timestamp (e.g. 2026-04-01T00:00:00Z)") from exc
+        raise ConfigurationError(
+            f"{what}={value!r} is not an ISO-8601 timestamp (e.g. 2026-04-01T00:00:00Z)"
+        ) from exc
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
@@ -46,7 +48,8 @@ class Window:
     def __attrs_post_init__(self) -> None:
         if self.end <= self.start:
             raise ConfigurationError(
-                f"the time window is empty: {format_timestamp(self.start)} is not before {format_timestamp(self.end)}"
+                f"the time window is empty: {format_timestamp(self.start)} "
+                f"is not before {format_timestamp(self.end)}"
             )
 
     def split(self, parts: int) -> list[Window]:
@@ -93,7 +96,9 @@ def window_in(op: OperationInfo, params: Mapping[str, Any], names: tuple[str, st
 
 
 def required_windows(op: OperationInfo) -> list[tuple[str, str]]:
-    return [(low, high) for low, high in op.time_windows if low in op.required_query or high in op.required_query]
+    return [
+        (low, high) for low, high in op.time_windows if low in op.required_query or high in op.required_query
+    ]
 
 
 def documented_window(op: OperationInfo, now: datetime) -> Window:

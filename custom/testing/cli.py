@@ -71,7 +71,8 @@ def describe(tenant: FakeTenant) -> str:
             f"  AMPERITY_CLIENT_ID={c.client_id}",
             f"  AMPERITY_CLIENT_SECRET={c.client_secret}",
             f"  rate limits: {limits}; token lifetime {c.token_lifetime:g} s; seed {c.seed}",
-            f"  stats: GET {tenant.root_url}/_fake/stats   revoke tokens: POST {tenant.root_url}/_fake/revoke",
+            f"  stats: GET {tenant.root_url}/_fake/stats   "
+            f"revoke tokens: POST {tenant.root_url}/_fake/revoke",
             "Ctrl-C stops it.",
         ]
     )

@@ -236,7 +236,8 @@ def _optional_path(value: str | Path | None) -> Path | None:
 
 @attrs.frozen(kw_only=True)
 class FakeTenantConfig:
-    """How the fake tenant listens, what data it serves, which limits it enforces and which faults it injects."""
+    """How the fake tenant listens, what data it serves, which limits it enforces and which faults it
+    injects."""
 
     # Where it listens.
     host: str = attrs.field(
@@ -465,7 +466,8 @@ class FakeTenantConfig:
         converter=_operation_names,
         validator=_names,
         metadata=_help(
-            "operations whose items carry null for each optional field they lack (a running workflow's ended_at)",
+            "operations whose items carry null for each optional field they lack "
+            "(a running workflow's ended_at)",
             syntax=_OPERATIONS_SYNTAX,
         ),
     )
@@ -566,7 +568,8 @@ class FakeTenantConfig:
             )
         if self.default_limit > self.max_limit:
             raise ConfigurationError(
-                f"fake tenant default_limit ({self.default_limit}) must not exceed max_limit ({self.max_limit})"
+                f"fake tenant default_limit ({self.default_limit}) "
+                f"must not exceed max_limit ({self.max_limit})"
             )
         unknown = sorted(set(self.event_streams.values()) - set(self.profile_collections))
         if unknown:

@@ -266,7 +266,8 @@ class IdCodec:
 
 
 def _harvest(texts: Iterable[str], example: str) -> list[str]:
-    """Values listed in descriptions (bullets, backticks, "For example: a, b, or c") shaped like the example."""
+    """Values listed in descriptions (bullets, backticks, "For example: a, b, or c") shaped like the
+    example."""
     found: list[str] = []
     for text in texts:
         found += re.findall(r"`([^`\n]{1,60})`", text)

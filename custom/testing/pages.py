@@ -224,7 +224,8 @@ def _check_window_lengths(op: Operation, plain: Mapping[str, str]) -> None:
         if missing:
             named = " and ".join(repr(name) for name in missing)
             raise RequestError(
-                f"query parameter {named} {'is' if len(missing) == 1 else 'are'} required: {op.method} {op.path} "
+                f"query parameter {named} {'is' if len(missing) == 1 else 'are'} required: "
+                f"{op.method} {op.path} "
                 f"answers windows of at most {days} days ({start_name} to {end_name})"
             )
         start = parse_datetime_ms(start_name, plain[start_name])

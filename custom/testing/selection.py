@@ -58,7 +58,8 @@ class OperationNames:
             if op_id is None:
                 known = [op_id for op_id, op in self._ops.items() if kind.accepts(op)]
                 raise ConfigurationError(
-                    f"{setting}: {name!r} is no operation it can name ({', '.join([*sorted(known), *endpoints])})"
+                    f"{setting}: {name!r} is no operation it can name "
+                    f"({', '.join([*sorted(known), *endpoints])})"
                 )
             op = self._ops.get(op_id)
             if op is not None and not kind.accepts(op):

@@ -71,7 +71,8 @@ class FakeTenant:
         except OSError as exc:
             await runner.cleanup()
             raise ConfigurationError(
-                f"the fake tenant cannot listen on {self.config.host}:{self.config.port}: {exc.strerror or exc}"
+                f"the fake tenant cannot listen on {self.config.host}:{self.config.port}: "
+                f"{exc.strerror or exc}"
             ) from None
         server = site._server
         sockets: list[socket.socket] = list(getattr(server, "sockets", None) or [])
@@ -177,7 +178,7 @@ class ThreadedFakeTenant:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self.tenant.start())
-        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread, which raises it
+        except BaseException as exc:
             self._failure = exc
             self._started.set()
             self._loop.close()

@@ -251,7 +251,8 @@ class TenantSpec:
         except (KeyError, TypeError, AttributeError, IndexError) as exc:
             # A hand-edited document can break in many places; say which file, not where it broke.
             raise ConfigurationError(
-                f"the spec to serve ({path or 'packaged openapi.json'}) is not a normalized OpenAPI document: "
+                f"the spec to serve ({path or 'packaged openapi.json'}) "
+                "is not a normalized OpenAPI document: "
                 f"{type(exc).__name__} {exc}"
             ) from None
 

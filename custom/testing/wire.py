@@ -49,7 +49,8 @@ class Delivery:
 
 
 def not_gzip(response: web.Response) -> web.Response:
-    """The answer under ``Content-Encoding: gzip``: a gzip header, then the plain body, which no inflater reads."""
+    """The answer under ``Content-Encoding: gzip``: a gzip header, then the plain body, which no
+    inflater reads."""
     headers = {k: v for k, v in response.headers.items() if k.lower() not in _SKIPPED_HEADERS}
     headers["Content-Encoding"] = "gzip"
     return web.Response(status=response.status, body=_GZIP_HEADER + _body_of(response), headers=headers)

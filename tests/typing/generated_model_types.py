@@ -1,4 +1,5 @@
-"""Checked by mypy: keyword constructors, nullable optional fields and the client's new settings type-check."""
+"""Checked by mypy: keyword constructors, nullable optional fields and the client's new settings
+type-check."""
 
 import datetime
 from typing import assert_type
@@ -14,8 +15,12 @@ async def example() -> None:
     assert_type(profile_filter["first_name"], str)
     guards = PaginationGuards(max_empty_pages=500, max_repeated_pages=None)
     auth = ClientCredentials("id", "secret")
-    async with AmperityClient(tenant="acme", auth=auth, rate_limit=UNLIMITED, pagination_guards=guards) as client:
-        async for run in client.paginate(list_workflows, pagination_guards=PaginationGuards(max_empty_pages=10)):
+    async with AmperityClient(
+        tenant="acme", auth=auth, rate_limit=UNLIMITED, pagination_guards=guards
+    ) as client:
+        async for run in client.paginate(
+            list_workflows, pagination_guards=PaginationGuards(max_empty_pages=10)
+        ):
             assert_type(run, Workflow)
             assert_type(run.ended_at, datetime.datetime | None | Unset)
             if isinstance(run.ended_at, datetime.datetime):
