@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 from extract_support import cli_env, one_line, run_cli, running, state, wait_until
 
-from amperity_async.testing import FakeTenantConfig
-
 WINDOW = ["--param", "happened_from=2025-12-01T00:00:00Z", "--param", "happened_to=2026-05-01T00:00:00Z"]
 EVENTS = ["extract", "list_events", "--limit", "20", *WINDOW]
 TENANT_WINDOW = 1.1
@@ -23,9 +21,8 @@ TENANT_WINDOW = 1.1
 another)."""
 
 
-@pytest.fixture
-def fake_tenant_config() -> FakeTenantConfig:
-    return FakeTenantConfig(rows=300, indexes=3, profiles_per_index=150, seed=11)
+# A mark, not an override of ``fake_tenant_config``: the tests' own marks then still apply.
+pytestmark = pytest.mark.fake_tenant(rows=300, indexes=3, profiles_per_index=150, seed=11)
 
 
 def data_files(folder: Path) -> dict[str, bytes]:
@@ -202,6 +199,7 @@ def test_a_bad_rate_variable_is_named(fake_tenant: Any, tmp_path: Path) -> None:
 @pytest.mark.fake_tenant(rows=300, indexes=4, profiles_per_index=200, profile_rate=60, seed=4)
 def test_a_lowered_profile_rate_holds_every_worker_to_it(fake_tenant: Any, tmp_path: Path) -> None:
     """A tenant at 60 Profile API requests/s, workers told so: one budget, no 429."""
+    assert fake_tenant.config.profile_rate == 60  # the test's mark is in force
     env = cli_env(fake_tenant)
     out = tmp_path / "all"
     started = time.monotonic()
@@ -216,6 +214,7 @@ def test_a_lowered_profile_rate_holds_every_worker_to_it(fake_tenant: Any, tmp_p
 
 @pytest.mark.fake_tenant(rows=300, rate_limits=False, seed=4)
 def test_unlimited_rates_run_without_a_budget(fake_tenant: Any, tmp_path: Path) -> None:
+    assert fake_tenant.config.rate_limits is False
     env = {**cli_env(fake_tenant), "AMPERITY_CONTROL_PLANE_RATE": "unlimited"}
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     assert run_cli([*EVENTS, "--shards", "2", "--out", str(one)], env).returncode == 0
