@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from extract_support import cli_env, one_line, run_cli, running, state, wait_until
 
+from amperity_async.testing import FakeTenantConfig, start_in_thread
+
 WINDOW = ["--param", "happened_from=2025-12-01T00:00:00Z", "--param", "happened_to=2026-05-01T00:00:00Z"]
 EVENTS = ["extract", "list_events", "--limit", "20", *WINDOW]
 TENANT_WINDOW = 1.1
@@ -75,6 +77,25 @@ def test_workers_write_the_bytes_of_one_process(fake_tenant: Any, tmp_path: Path
     assert fake_tenant.stats["rate_limited"] == before  # three workers, one strict 10/s window
 
 
+def test_a_failing_worker_leaves_the_target_not_done_and_is_named_once(tmp_path: Path) -> None:
+    config = FakeTenantConfig(rows=300, seed=11, fail_first={"list-events": (400, 1)})
+    with start_in_thread(config) as tenant:
+        env = cli_env(tenant)
+        out = tmp_path / "events.jsonl"
+        failed = run_cli([*EVENTS, "--workers", "2", "--out", str(out)], env)
+        assert failed.returncode != 0
+        line = one_line(failed)
+        assert line.count("worker") == 1 and "400" in line
+        assert state(out)["done"] is False and state(out)["rows"] == 0
+        time.sleep(TENANT_WINDOW)
+        resumed = run_cli([*EVENTS, "--workers", "2", "--out", str(out), "--resume"], env)
+        assert resumed.returncode == 0, resumed.stderr
+        time.sleep(TENANT_WINDOW)
+        reference = tmp_path / "reference.jsonl"
+        assert run_cli([*EVENTS, "--out", str(reference)], env).returncode == 0
+    assert out.read_bytes() == reference.read_bytes() and state(out)["done"] is True
+
+
 def test_extract_all_with_workers_writes_the_files_of_one_process(fake_tenant: Any, tmp_path: Path) -> None:
     env = cli_env(fake_tenant)
     one, two = tmp_path / "one", tmp_path / "two"
@@ -105,6 +126,7 @@ def test_resume_after_a_worker_is_killed(fake_tenant: Any, tmp_path: Path) -> No
     assert proc.returncode == 1
     line = one_line(subprocess.CompletedProcess(proc.args, 1, "", err))
     assert "worker" in line and "SIGKILL" in line and "--resume" in line
+    assert state(out)["done"] is False and shard.exists()  # never marked done
     resumed = run_cli([*EVENTS, "--workers", "2", "--out", str(out), "--resume"], env)
     assert resumed.returncode == 0, resumed.stderr
     assert out.read_bytes() == reference.read_bytes()
