@@ -236,9 +236,9 @@ def test_an_unrelated_pytest_project_passes_and_the_plugin_is_opt_in(
 
 def test_the_regular_install_is_typed_for_users_outside_the_repository(dists: Dists, workdir: Path) -> None:
     # With the extras the README's examples use (RedisTokenBucket's signature names redis's client;
-    # one example runs an extraction on Dask).
+    # one example runs an extraction on Dask) and respx, which the mocking example tests with.
     venv = fresh_venv(workdir / "venv-typed")
-    venv.pip_install(f"{dists.wheel}[redis,dask]", cwd=workdir)
+    venv.pip_install(f"{dists.wheel}[redis,dask]", "respx>=0.22", cwd=workdir)
     check_user_programs(venv.python, workdir / "typing")
 
 
