@@ -12,19 +12,38 @@ from __future__ import annotations
 import json
 import random
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from extract_support import checkpoint_of, cli_env, one_line, run_cli, start_cli, state
 
+from amperity_async.custom.client import AmperityClient
 from amperity_async.custom.clock import ManualClock
-from amperity_async.custom.extract import Checkpoint, CheckpointError, Cursor, Durability, Resumption, Source
+from amperity_async.custom.extract import (
+    Checkpoint,
+    CheckpointError,
+    Connection,
+    Cursor,
+    Durability,
+    ListJob,
+    Resumption,
+    Source,
+    extract_sharded,
+)
 from amperity_async.custom.extract import output as output_module
 from amperity_async.custom.extract.errors import ExtractionInputError
 from amperity_async.custom.extract.journal import Journal
+from amperity_async.custom.operations import REGISTRY
+from amperity_async.custom.tokens import ClientCredentials
 from amperity_async.testing import FakeTenantConfig
 
+SHARD_WINDOW = {
+    "happened_from": datetime(2025, 12, 1, tzinfo=UTC),
+    "happened_to": datetime(2026, 5, 1, tzinfo=UTC),
+}
 SOURCE = Source("acme", "https://app.amperity.com/api", "2024-04-01", "list-events", (), {"limit": 20})
 
 
@@ -240,3 +259,33 @@ def test_sync_flags_are_checked(fake_tenant: Any, tmp_path: Path) -> None:
         assert refused.returncode == 2 and flag in one_line(refused)
     every_page = run_cli([*EVENTS, "--out", str(tmp_path / "y.jsonl"), "--sync-pages", "1"], env)
     assert every_page.returncode == 0 and len((tmp_path / "y.jsonl").read_bytes().splitlines()) == 600
+
+
+@pytest.mark.fake_tenant(rows=120, rate_limits=False)
+def test_shards_are_synced_as_asked(fake_tenant: Any, tmp_path: Path, fsyncs: list[int]) -> None:
+    """``--sync-pages``/``--sync-seconds`` reach every shard: in this process (``extract_sharded``)
+    and in worker processes (through each ``ShardSpec``)."""
+    op = REGISTRY.get("list_events")
+    assert op is not None
+    params = {**SHARD_WINDOW, "limit": 10}  # 12 pages over 2 shards
+
+    async def synced(out: Path, durability: Durability | None) -> int:
+        auth = ClientCredentials(fake_tenant.client_id, fake_tenant.client_secret)
+        async with AmperityClient(
+            tenant=fake_tenant.config.tenant, auth=auth, base_url=fake_tenant.base_url
+        ) as client:
+            before = len(fsyncs)
+            await extract_sharded(client, op, out, shards=2, params=params, durability=durability)
+            return len(fsyncs) - before
+
+    default = anyio.run(synced, tmp_path / "default.jsonl", None)
+    every_page = anyio.run(synced, tmp_path / "every-page.jsonl", Durability(pages=1))
+    assert (tmp_path / "every-page.jsonl").read_bytes() == (tmp_path / "default.jsonl").read_bytes()
+    assert every_page >= default + 12  # at least one more sync for each of the 12 pages
+
+    connection = Connection(fake_tenant.config.tenant, fake_tenant.base_url)
+    asked = Durability(pages=7, seconds=2.0)
+    with ListJob.begin(
+        connection, op, tmp_path / "workers.jsonl", shards=2, params=params, durability=asked
+    ) as job:
+        assert [spec.durability for spec in job.specs] == [asked, asked]

@@ -131,15 +131,20 @@ async def cmd_extract(args: argparse.Namespace) -> int:
                 params=plan.params,
                 resume=args.resume,
                 overwrite=args.overwrite,
+                durability=_durability(args),
                 on_page=progress.tracker(),
             )
         else:
-            durability = Durability(pages=args.sync_pages, seconds=args.sync_seconds)
-            how_ = Resumption(resume=args.resume, overwrite=args.overwrite, durability=durability)
+            how_ = Resumption(resume=args.resume, overwrite=args.overwrite, durability=_durability(args))
             stats = await extract_plan(client, plan, out, how_, on_page=progress.tracker())
         progress.finish()
         print(summary_table([stats], client.stats), file=sys.stderr)
     return 0
+
+
+def _durability(args: argparse.Namespace) -> Durability:
+    """``--sync-pages``/``--sync-seconds``: for the output, or for each shard when there are several."""
+    return Durability(pages=args.sync_pages, seconds=args.sync_seconds)
 
 
 async def _extract_in_workers(
@@ -159,6 +164,7 @@ async def _extract_in_workers(
             args=plan.args,
             resume=args.resume,
             overwrite=args.overwrite,
+            durability=_durability(args),
         )
         with anyio.CancelScope(shield=True):  # a cancel now would drop the opened, locked output unclosed
             job = await anyio.to_thread.run_sync(begin)

@@ -24,7 +24,7 @@ from .checkpoint import Position
 from .connection import Connection
 from .errors import OutputExistsError
 from .files import ExtractStats, ProgressHook
-from .journal import Journal, Resumption
+from .journal import Durability, Journal, Resumption
 from .merge import merged_blocks
 from .output import remove, sync_folder
 from .plan import Plan
@@ -81,6 +81,7 @@ class ListJob:
         args: Sequence[Any] = (),
         resume: bool = False,
         overwrite: bool = False,
+        durability: Durability | None = None,
     ) -> ListJob:
         names = window_names(op, params)
         if names is None:
@@ -102,6 +103,7 @@ class ListJob:
                     journal.run,
                     tuple(args),
                     {**params, low: window.start, high: window.end},
+                    durability=durability or Durability(),
                 )
                 for i, window in enumerate(windows)
             )
@@ -145,6 +147,7 @@ async def extract_sharded(
     args: Sequence[Any] = (),
     resume: bool = False,
     overwrite: bool = False,
+    durability: Durability | None = None,
     stats: ExtractStats | None = None,
     on_page: ProgressHook | None = None,
 ) -> ExtractStats:
@@ -160,6 +163,7 @@ async def extract_sharded(
         args=args,
         resume=resume,
         overwrite=overwrite,
+        durability=durability,
     )
     with anyio.CancelScope(shield=True):  # a cancel now would drop the opened, locked output unclosed
         job = await anyio.to_thread.run_sync(begin)

@@ -24,7 +24,7 @@ from ..transport import RequestCounts, TransportStats
 from .budgets import Budget, OwnBudget
 from .connection import Connection
 from .files import ExtractStats, ProgressHook, extract_plan
-from .journal import Resumption
+from .journal import Durability, Resumption
 from .plan import Plan
 
 
@@ -40,6 +40,8 @@ class ShardSpec:
     args: tuple[Any, ...] = ()
     params: Mapping[str, Any] = attrs.field(factory=dict)
     max_items: int | None = None
+    durability: Durability = Durability()
+    """How often the worker syncs the shard and its checkpoint (``--sync-pages``/``--sync-seconds``)."""
 
     def operation_info(self) -> OperationInfo:
         op = REGISTRY.get(self.operation)
@@ -72,7 +74,7 @@ async def run_shard(
     difference = spec.connection.difference(client)
     if difference is not None:
         raise ConfigurationError(f"the shard {spec.out.name} is for another client: {difference}")
-    how = Resumption(resume=True, run=spec.run)
+    how = Resumption(resume=True, run=spec.run, durability=spec.durability)
     return await extract_plan(client, spec.plan(), spec.out, how, stats=stats, on_page=on_page)
 
 
